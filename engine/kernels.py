@@ -8,7 +8,7 @@ surprises. Inputs are declared read-only: Polars hands out zero-copy read-only v
 from __future__ import annotations
 
 import numpy as np
-from numba import boolean, int64, njit, types
+from numba import boolean, float64, int64, njit, types
 
 Int64In = types.Array(types.int64, 1, "C", readonly=True)
 
@@ -80,4 +80,178 @@ def municipality_code_is_valid(codes):
             base //= 10
             s += (k + 2) * d
         out[i] = check == (11 - s % 11) % 10
+    return out
+
+
+# --- string similarity on Arrow string buffers ---------------------------------------------------
+
+UInt8In = types.Array(types.uint8, 1, "C", readonly=True)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _decode_utf8(data, start, stop, out):
+    """Decode the UTF-8 bytes data[start:stop] into code points in out; return how many.
+
+    Arrow guarantees valid UTF-8 in string arrays, so the lead byte gives the sequence length.
+    """
+    n = 0
+    i = start
+    while i < stop:
+        b = np.int64(data[i])
+        if b < 0x80:
+            cp = b
+            i += 1
+        elif b < 0xE0:
+            cp = ((b & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F)
+            i += 2
+        elif b < 0xF0:
+            cp = (
+                ((b & 0x0F) << 12)
+                | ((np.int64(data[i + 1]) & 0x3F) << 6)
+                | (np.int64(data[i + 2]) & 0x3F)
+            )
+            i += 3
+        else:
+            cp = (
+                ((b & 0x07) << 18)
+                | ((np.int64(data[i + 1]) & 0x3F) << 12)
+                | ((np.int64(data[i + 2]) & 0x3F) << 6)
+                | (np.int64(data[i + 3]) & 0x3F)
+            )
+            i += 4
+        out[n] = cp
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _jaro_winkler(a, la, b, lb, matched_a, matched_b, prefix_scale, max_prefix):
+    """Jaro-Winkler of the code points a[:la] and b[:lb]; matched_* are scratch flags."""
+    if la == 0 and lb == 0:
+        return 1.0
+    if la == 0 or lb == 0:
+        return 0.0
+    window = max(la, lb) // 2 - 1
+    if window < 0:
+        window = 0
+    matched_a[:la] = False
+    matched_b[:lb] = False
+    matches = 0
+    for i in range(la):
+        lo = max(0, i - window)
+        hi = min(lb, i + window + 1)
+        for j in range(lo, hi):
+            if not matched_b[j] and b[j] == a[i]:
+                matched_a[i] = True
+                matched_b[j] = True
+                matches += 1
+                break
+    if matches == 0:
+        return 0.0
+    # matched characters, read in order on both sides, that differ: each transposition counts 2
+    half_transpositions = 0
+    j = 0
+    for i in range(la):
+        if matched_a[i]:
+            while not matched_b[j]:
+                j += 1
+            if a[i] != b[j]:
+                half_transpositions += 1
+            j += 1
+    m = float(matches)
+    jaro = (m / la + m / lb + (m - half_transpositions / 2.0) / m) / 3.0
+    prefix = 0
+    for i in range(min(max_prefix, la, lb)):
+        if a[i] != b[i]:
+            break
+        prefix += 1
+    return jaro + prefix * prefix_scale * (1.0 - jaro)
+
+
+@njit(
+    [
+        float64[:](Int64In, UInt8In, Int64In, UInt8In, float64, int64),
+        # numba types a left-out default argument as Omitted(value): declare those calls too
+        float64[:](Int64In, UInt8In, Int64In, UInt8In, float64, types.Omitted(4)),
+        float64[:](Int64In, UInt8In, Int64In, UInt8In, types.Omitted(0.1), types.Omitted(4)),
+    ],
+    cache=True,
+    nogil=True,
+)
+def jaro_winkler_pairs(offsets_a, data_a, offsets_b, data_b, prefix_scale=0.1, max_prefix=4):
+    """Jaro-Winkler similarity of row i of a with row i of b, by Unicode code points.
+
+    a and b are Arrow (large_)string buffers: row i is the UTF-8 bytes data[offsets[i]:offsets[i+1]].
+    Match window floor(max(len)/2) - 1, transpositions counted as half the out-of-order matches,
+    Winkler boost over a common prefix of up to `max_prefix` code points. Both empty → 1.0, one
+    empty → 0.0. Nulls are the caller's business (the buffers carry no validity).
+    """
+    n = offsets_a.shape[0] - 1
+    if n < 0 or offsets_b.shape[0] != offsets_a.shape[0]:
+        raise ValueError("jaro_winkler_pairs: a and b need offsets of the same length >= 1")
+    if prefix_scale < 0.0 or max_prefix < 0 or prefix_scale * max_prefix > 1.0:
+        raise ValueError("jaro_winkler_pairs: need prefix_scale >= 0, max_prefix >= 0 and "
+                         "prefix_scale * max_prefix <= 1")
+    longest = 0  # in bytes, an upper bound on code points
+    for i in range(n):
+        longest = max(longest, offsets_a[i + 1] - offsets_a[i], offsets_b[i + 1] - offsets_b[i])
+    code_points_a = np.empty(longest, dtype=np.int64)
+    code_points_b = np.empty(longest, dtype=np.int64)
+    matched_a = np.empty(longest, dtype=np.bool_)
+    matched_b = np.empty(longest, dtype=np.bool_)
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        la = _decode_utf8(data_a, offsets_a[i], offsets_a[i + 1], code_points_a)
+        lb = _decode_utf8(data_b, offsets_b[i], offsets_b[i + 1], code_points_b)
+        out[i] = _jaro_winkler(code_points_a, la, code_points_b, lb, matched_a, matched_b,
+                               prefix_scale, max_prefix)
+    return out
+
+
+# --- clustering ---------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _find_root(parent, x):
+    """Root of x, halving the path on the way (every other node points to its grandparent)."""
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+@njit(int64[:](Int64In, Int64In, Int64In), cache=True, nogil=True)
+def connected_components(node_ids, left, right):
+    """Smallest node id in each node's component (union-find by minimum, with path halving).
+
+    node_ids must be sorted and unique; every edge (left[e], right[e]) must join two of them.
+    The result is aligned with node_ids.
+    """
+    n = node_ids.shape[0]
+    for i in range(1, n):
+        if node_ids[i] <= node_ids[i - 1]:
+            raise ValueError("connected_components: node_ids must be sorted and unique")
+    if left.shape[0] != right.shape[0]:
+        raise ValueError("connected_components: left and right must have the same length")
+    left_index = np.searchsorted(node_ids, left)
+    right_index = np.searchsorted(node_ids, right)
+    # parent[x] <= x always holds: a root is the smallest index of its set, and both the union
+    # (larger root under smaller root) and path halving only ever point a node further down.
+    parent = np.arange(n)
+    for e in range(left.shape[0]):
+        a = left_index[e]
+        b = right_index[e]
+        if a >= n or b >= n or node_ids[a] != left[e] or node_ids[b] != right[e]:
+            raise ValueError("connected_components: an edge references a node id not in node_ids")
+        root_a = _find_root(parent, a)
+        root_b = _find_root(parent, b)
+        if root_a < root_b:
+            parent[root_b] = root_a
+        elif root_b < root_a:
+            parent[root_a] = root_b
+    # in increasing order, parent[x] < x is already resolved to its root
+    out = np.empty(n, dtype=np.int64)
+    for x in range(n):
+        p = parent[x]
+        out[x] = node_ids[x] if p == x else out[p]
     return out
