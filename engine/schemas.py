@@ -87,6 +87,7 @@ SERVICES = Contract(
     "services",
     pl.Schema({"service_id": pl.Int64, "name": pl.String, "kind": pl.String}),  # prepaid / postpaid
     castable={"service_id": ID_TYPES},
+    required=False,  # Mynapoint inputs: a benefit-only night runs without them
 )
 
 WALLETS = Contract(
@@ -95,6 +96,7 @@ WALLETS = Contract(
         {"wallet_id": pl.Int64, "my_number": pl.Int64, "service_id": pl.Int64, "registered_on": DATE}
     ),
     castable={"wallet_id": ID_TYPES, "my_number": MY_NUMBER_TYPES, "service_id": ID_TYPES},
+    required=False,  # Mynapoint inputs: a benefit-only night runs without them
 )
 
 TRANSACTIONS = Contract(
@@ -111,6 +113,7 @@ TRANSACTIONS = Contract(
     ),
     castable={"transaction_id": ID_TYPES, "wallet_id": ID_TYPES, "refund_of": ID_TYPES,
               "amount_yen": (pl.Int32, pl.UInt32)},
+    required=False,  # Mynapoint inputs: a benefit-only night runs without them
 )
 
 DECISIONS = Contract(

@@ -1,0 +1,157 @@
+"""The `kyufu` command: generate synthetic national data, run a night, run the demo.
+
+Deliberate failures (EngineError) print their message and exit non-zero; anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.errors import EngineError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Kyufu: payout and cashless-points settlement engine.")
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(exc: EngineError) -> None:
+    console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        console.print(f"[bold red]error:[/] --date {value!r} is not a date in the form YYYY-MM-DD")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def generate(
+    residents: Annotated[int, typer.Option(help="number of residents", min=1)] = 100_000,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same files")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="folder to write the input datasets to")] = Path("data/generated"),
+) -> None:
+    """Write a synthetic, Japan-shaped set of every input dataset, with planted faults and their
+    ground truth in OUT/truth/."""
+    from pipelines import generate as generator
+
+    started = time.perf_counter()
+    with console.status(f"generating {residents:,} residents (seed {seed}) into {out_dir} ..."):
+        try:
+            report = generator.generate(residents=residents, seed=seed, out=out_dir)
+        except EngineError as exc:
+            _fail(exc)
+    seconds = time.perf_counter() - started
+    table = Table(title=f"generated in {seconds:.1f} s → {out_dir}", show_header=True)
+    table.add_column("dataset")
+    table.add_column("rows", justify="right")
+    for name, rows in report.rows.items():
+        table.add_row(name, f"{rows:,}")
+    out.print(table)
+
+
+def run_night(inputs: Path, state: Path, out_dir: Path, run_date: date, config: Path | None):
+    from engine.config import load_config
+    from pipelines import nightly
+
+    cfg = load_config(config)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("starting")
+
+        def on_stage(name: str) -> None:
+            progress.update(task, description=f"night {run_date}: {name}")
+
+        return nightly.run(inputs, state, out_dir, run_date, cfg, on_stage=on_stage)
+
+
+def print_summary(report) -> None:
+    t = report.totals
+    c = report.counts
+    table = Table(title=f"Kyufu night {report.run_date} → transfers on {report.transfer_date}",
+                  show_header=True, title_justify="left")
+    table.add_column("")
+    table.add_column("households", justify="right")
+    table.add_column("yen", justify="right")
+    table.add_row("entitled", f"{c.get('households', 0) - c.get('households_not_payable', 0):,}",
+                  f"¥{t['entitled_yen']:,}")
+    table.add_row("paid (Zengin files)", f"{c.get('households_paid', 0):,}", f"¥{t['paid_yen']:,}")
+    table.add_row("held for review", f"{c.get('households_held', 0):,}", f"¥{t['held_yen']:,}")
+    table.add_row("awaiting application", f"{c.get('households_awaiting', 0):,}", f"¥{t['awaiting_yen']:,}")
+    table.add_row("not payable", f"{c.get('households_not_payable', 0):,}", "¥0")
+    out.print(table)
+    rows = (
+        f"residents {c['residents_rows']:,} (rejected {c['residents_rejected']:,}), "
+        f"accounts {c['accounts_rows']:,} (rejected {c['accounts_rejected']:,}, pending {c['accounts_pending']:,}), "
+        f"applications {c['applications_rows']:,} (rejected {c['applications_rejected']:,}, "
+        f"pending {c['applications_pending']:,})"
+    )
+    out.print(rows)
+    if report.holds_by_reason:
+        out.print("holds: " + ", ".join(f"{k} {v:,}" for k, v in report.holds_by_reason.items()))
+    if report.rejects_by_reason:
+        out.print("rejects: " + ", ".join(f"{k} {v:,}" for k, v in report.rejects_by_reason.items()))
+    out.print(f"ledger: debits ¥{t['debit_yen']:,} = credits ¥{t['credit_yen']:,}; "
+              f"transfer files ¥{t['transfer_files_yen']:,} in {len(report.files):,} files")
+    seconds = sum(report.stage_seconds.values())
+    out.print(f"took {seconds:.1f} s; outputs in {report.run_dir}/ "
+              "(run.json, analyst.duckdb, zengin/)")
+
+
+@app.command()
+def run(
+    inputs: Annotated[Path, typer.Option(help="folder of input datasets (Parquet)")],
+    state: Annotated[Path, typer.Option(help="state folder kept between nights")],
+    out_dir: Annotated[Path, typer.Option("--out", help="output folder; the night goes to OUT/<date>/")],
+    run_date: Annotated[str, typer.Option("--date", help="the night's date, YYYY-MM-DD")],
+    config: Annotated[Path | None, typer.Option(help="TOML file overriding the defaults")] = None,
+) -> None:
+    """Run one night: validate, entitle, resolve payees, check, write Zengin files, ledger,
+    analyst database and run record."""
+    day = _parse_date(run_date)
+    try:
+        report = run_night(inputs, state, out_dir, day, config)
+    except EngineError as exc:
+        _fail(exc)
+    print_summary(report)
+
+
+@app.command()
+def demo(
+    residents: Annotated[int, typer.Option(help="residents in the sample", min=1)] = 100_000,
+    workdir: Annotated[Path, typer.Option(help="where the demo writes")] = Path("demo"),
+    seed: Annotated[int, typer.Option()] = 2020,
+    run_date: Annotated[str, typer.Option("--date")] = "2020-06-30",
+) -> None:
+    """Generate a sample of residents and run one night on it."""
+    inputs = workdir / "inputs"
+    generate(residents=residents, seed=seed, out_dir=inputs)
+    day = _parse_date(run_date)
+    try:
+        report = run_night(inputs, workdir / "state", workdir / "out", day, None)
+    except EngineError as exc:
+        _fail(exc)
+    print_summary(report)
+    out.print(f"\nexplore: python -c \"import duckdb; print(duckdb.connect('{report.run_dir}/analyst.duckdb')"
+              ".sql('select status, count(*), sum(paid_yen) from households group by all'))\"")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

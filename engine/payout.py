@@ -1,0 +1,97 @@
+"""Payee resolution: which account each entitled household is paid into (SPEC "Rules").
+
+The payee's own linked account first; otherwise the account on the household's applications;
+no account: the household awaits an application. A household is paid once, whatever the number
+of channels and applications: applications that repeat the same account collapse into one.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from engine import kana
+from engine.ingest import ROW
+
+ACCOUNT_KEY = ["bank_code", "branch_code", "account_type", "account_number"]
+
+
+def account_label() -> pl.Expr:
+    """bank-branch-type-number: the account as it appears in evidence and in the analyst tables."""
+    return pl.concat_str([pl.col(c) for c in ACCOUNT_KEY], separator="-")
+
+
+def application_summary(applications: pl.LazyFrame, payees: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per household with usable applications.
+
+    The earliest application's account (by received_on, then file order), the number of
+    applications and of distinct accounts across them, and the online applications made by
+    someone other than the payee (the head): research §1.4 F7.
+    """
+    return (
+        applications.join(payees.select("household_id", "payee_my_number"), on="household_id", how="left")
+        .with_columns(
+            account_label().alias("account"),
+            (
+                (pl.col("channel") == "online")
+                & (pl.col("applicant_my_number") != pl.col("payee_my_number")).fill_null(True)
+            ).alias("is_online_not_head"),
+        )
+        .sort(["household_id", "received_on", ROW])
+        .group_by("household_id", maintain_order=True)
+        .agg(
+            *[pl.col(c).first().alias(f"application_{c}") for c in ACCOUNT_KEY],
+            pl.col("holder_name_kana").first().alias("application_holder_name_kana"),
+            pl.col("application_id").first().alias("application_id"),
+            pl.len().cast(pl.Int64).alias("applications"),
+            pl.col("account").n_unique().cast(pl.Int64).alias("application_accounts"),
+            pl.col("account").unique(maintain_order=True).str.join(", ").alias("application_account_list"),
+            pl.col("is_online_not_head").any().alias("has_online_not_head"),
+            pl.col("application_id").filter(pl.col("is_online_not_head")).first()
+            .alias("online_not_head_application_id"),
+            pl.col("application_id").sort().alias("application_ids"),
+        )
+    )
+
+
+def resolved_accounts(
+    households: pl.LazyFrame, payees: pl.LazyFrame, accounts: pl.LazyFrame, applications: pl.LazyFrame
+) -> pl.LazyFrame:
+    """Entitled households with their payee and the account to pay into.
+
+    Adds `account_source` (linked_account / application / none), the account columns,
+    `holder_name_kana` as written and `holder_name_normalized`.
+    """
+    linked = accounts.select(
+        pl.col("my_number").alias("payee_my_number"),
+        *[pl.col(c).alias(f"linked_{c}") for c in ACCOUNT_KEY],
+        pl.col("holder_name_kana").alias("linked_holder_name_kana"),
+        has_linked_account=pl.lit(True),
+    )
+    summary = application_summary(applications, payees)
+    joined = (
+        households.filter(pl.col("entitled_yen") > 0)
+        .join(payees, on="household_id", how="left")
+        .join(linked, on="payee_my_number", how="left")
+        .join(summary, on="household_id", how="left")
+        .with_columns(pl.col("has_linked_account").fill_null(False),
+                      pl.col("applications").fill_null(0))
+    )
+    from_linked = pl.col("has_linked_account")
+    from_application = ~from_linked & (pl.col("applications") > 0)
+    return joined.with_columns(
+        pl.when(from_linked).then(pl.lit("linked_account"))
+        .when(from_application).then(pl.lit("application"))
+        .otherwise(pl.lit("none")).alias("account_source"),
+        *[
+            pl.when(from_linked).then(pl.col(f"linked_{c}"))
+            .when(from_application).then(pl.col(f"application_{c}")).alias(c)
+            for c in [*ACCOUNT_KEY, "holder_name_kana"]
+        ],
+    ).with_columns(
+        kana.normalize_kana_expr(pl.col("holder_name_kana")).alias("holder_name_normalized"),
+        kana.normalize_kana_expr(
+            pl.concat_str("payee_family_name_kana", pl.lit(" "), "payee_given_name_kana")
+        ).alias("payee_name_normalized"),
+        kana.normalize_kana_expr(pl.col("payee_family_name_kana")).alias("payee_family_normalized"),
+    ).drop([f"linked_{c}" for c in [*ACCOUNT_KEY, "holder_name_kana"]]
+           + [f"application_{c}" for c in [*ACCOUNT_KEY, "holder_name_kana"]])

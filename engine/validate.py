@@ -1,0 +1,217 @@
+"""Validate: named rejection rules per input dataset → `reject_reason` (null when the row is valid).
+
+A row is judged "as of" the run date D: events dated after D (a death, a move-out) have not
+happened yet, and rows that arrive after D (accounts linked, applications received, wallets,
+transactions) are `pending`, not rejected. Rejects are an output for caseworkers, not exceptions;
+only a reject ratio above the configured maximum stops the run (DataQualityError).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+
+import numpy as np
+import polars as pl
+
+from engine import kernels, reference
+from engine.errors import DataQualityError
+from engine.ingest import ROW
+
+ACCOUNT_TYPES = ["1", "2", "4", "9"]
+
+
+def _kernel_flag(kernel, expr: pl.Expr) -> pl.Expr:
+    """An elementwise numba predicate over an Int64 expression, kept lazy (nulls → False)."""
+
+    def apply(series: pl.Series) -> pl.Series:
+        values = np.ascontiguousarray(series.fill_null(-1).to_numpy())
+        return pl.Series(series.name, kernel(values), dtype=pl.Boolean)
+
+    return expr.map_batches(apply, return_dtype=pl.Boolean, is_elementwise=True)
+
+
+def is_valid_my_number(column: str) -> pl.Expr:
+    return _kernel_flag(kernels.my_number_is_valid, pl.col(column))
+
+
+def is_valid_municipality(column: str) -> pl.Expr:
+    code = pl.col(column)
+    as_int = pl.when(code.str.contains(r"^\d{6}$")).then(code.cast(pl.Int64, strict=False))
+    return _kernel_flag(kernels.municipality_code_is_valid, as_int)
+
+
+def first_reason(rules: dict[str, pl.Expr]) -> pl.Expr:
+    """The name of the first rule (in order) that the row breaks, else null."""
+    return pl.coalesce(
+        [pl.when(broken.fill_null(False)).then(pl.lit(name)) for name, broken in rules.items()]
+    ).alias("reject_reason")
+
+
+def _bank_rules(prefix: str = "") -> dict[str, pl.Expr]:
+    bank_codes = pl.Series(list(reference.bank_names()), dtype=pl.String)
+    branch_keys = pl.Series([f"{b}-{c}" for b, c in reference.branch_names()], dtype=pl.String)
+    bank = pl.col("bank_code")
+    branch = pl.col("branch_code")
+    return {
+        "missing_value": pl.any_horizontal(
+            pl.col(c).is_null() for c in ("bank_code", "branch_code", "account_type",
+                                          "account_number", "holder_name_kana")
+        ),
+        "bank_unknown": ~bank.is_in(bank_codes),
+        "branch_unknown": ~pl.concat_str(bank, pl.lit("-"), branch).is_in(branch_keys),
+        "account_format": ~pl.col("account_type").is_in(ACCOUNT_TYPES)
+        | ~pl.col("account_number").str.contains(r"^\d{7}$"),
+    }
+
+
+def _duplicate_key(keys: list[str]) -> pl.Expr:
+    """True on every row but the first of each key (file order)."""
+    return pl.int_range(pl.len()).over(keys) > 0
+
+
+def _has_null(*columns: str) -> pl.Expr:
+    return pl.any_horizontal(pl.col(c).is_null() for c in columns)
+
+
+def _is_bad_my_number_format(lf: pl.LazyFrame, column: str) -> pl.Expr:
+    """A My Number that arrived as text and is not 1-12 digits, or a number out of range."""
+    flag = f"{column}__bad_format"
+    out_of_range = (pl.col(column) < 0) | (pl.col(column) > 999_999_999_999)
+    if flag in lf.collect_schema():
+        return pl.col(flag) | out_of_range
+    return out_of_range
+
+
+def checked_residents(residents: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
+    """Residents as of the run date, with `reject_reason`.
+
+    Deaths and move-outs dated after the run date are not known yet and read as null.
+    """
+    municipality_codes = reference.municipalities()["municipality_code"]
+    dated = residents.with_columns(
+        pl.when(pl.col("died_on") <= run_date).then(pl.col("died_on")).alias("died_on"),
+        pl.when(pl.col("moved_out_on") <= run_date).then(pl.col("moved_out_on")).alias("moved_out_on"),
+    )
+    rules = {
+        "my_number_format": _is_bad_my_number_format(residents, "my_number"),
+        "missing_value": _has_null(
+            "my_number", "household_id", "is_head", "family_name_kana", "given_name_kana",
+            "birth_date", "municipality_code", "registered_on",
+        ),
+        "my_number_check_digit": ~is_valid_my_number("my_number"),
+        "municipality_check_digit": ~is_valid_municipality("municipality_code"),
+        "municipality_unknown": ~pl.col("municipality_code").is_in(municipality_codes),
+        "invalid_value": ~pl.col("sex").is_in(["M", "F"]),
+        "impossible_date": (
+            ((pl.col("birth_date") > run_date) & (pl.col("registered_on") <= run_date))
+            | (pl.col("registered_on") < pl.col("birth_date"))
+            | (pl.col("died_on") < pl.col("birth_date"))
+            | (pl.col("moved_out_on") < pl.col("registered_on"))
+        ),
+        "duplicate_row": _duplicate_key(
+            ["my_number", "household_id", "is_head", "family_name_kana", "given_name_kana",
+             "birth_date", "sex", "municipality_code", "registered_on", "moved_out_on", "died_on"]
+        ),
+        "duplicate_key": _duplicate_key(["my_number", "household_id"]),
+    }
+    return dated.with_columns(first_reason(rules))
+
+
+def checked_accounts(accounts: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
+    """Linked accounts with `reject_reason` and `is_pending` (linked after the run date).
+
+    One account per person (research §8): when a person has several, the latest link wins and
+    the older ones are rejected as duplicate_key.
+    """
+    rules = {
+        "my_number_format": _is_bad_my_number_format(accounts, "my_number"),
+        "missing_value": _has_null("my_number", "linked_on"),
+        "my_number_check_digit": ~is_valid_my_number("my_number"),
+        **_bank_rules(),
+    }
+    is_pending = (pl.col("linked_on") > run_date).fill_null(False).alias("is_pending")
+    checked = accounts.with_columns(first_reason(rules), is_pending)
+    return _latest_per_key(checked, key="my_number", order="linked_on")
+
+
+def _latest_per_key(checked: pl.LazyFrame, *, key: str, order: str) -> pl.LazyFrame:
+    """Among usable rows (valid, arrived) of one key, keep the latest by `order` (then the last
+    in file order); reject the others as duplicate_key."""
+    usable = pl.col("reject_reason").is_null() & ~pl.col("is_pending")
+    # one sortable integer: the date's day number, then the row position (rows < 2^40)
+    recency = pl.col(order).cast(pl.Int64) * (1 << 40) + pl.col(ROW)
+    newest_first = recency.rank("ordinal", descending=True).over([key, usable])
+    return checked.with_columns(
+        pl.when(usable & (newest_first > 1))
+        .then(pl.lit("duplicate_key"))
+        .otherwise(pl.col("reject_reason"))
+        .alias("reject_reason")
+    )
+
+
+def checked_applications(
+    applications: pl.LazyFrame, household_ids: pl.LazyFrame, run_date: date
+) -> pl.LazyFrame:
+    """Applications with `reject_reason` and `is_pending` (received after the run date)."""
+    known = household_ids.select(pl.col("household_id").unique(), __known=pl.lit(True))
+    rules = {
+        "my_number_format": _is_bad_my_number_format(applications, "applicant_my_number"),
+        "missing_value": _has_null(
+            "application_id", "household_id", "applicant_my_number", "channel", "received_on"
+        ),
+        "duplicate_key": _duplicate_key(["application_id"]),
+        "my_number_check_digit": ~is_valid_my_number("applicant_my_number"),
+        "invalid_value": ~pl.col("channel").is_in(["mail", "online"])
+        | pl.col("declined_my_numbers").list.contains(-1).fill_null(False),
+        **_bank_rules(),
+        "unknown_household": pl.col("__known").is_null(),
+    }
+    return (
+        applications.join(known, on="household_id", how="left", maintain_order="left")
+        .with_columns(
+            first_reason(rules),
+            (pl.col("received_on") > run_date).fill_null(False).alias("is_pending"),
+        )
+        .drop("__known")
+    )
+
+
+def is_pending_at(column: str, run_date: date) -> pl.Expr:
+    """True for a timestamp after the end of the run date."""
+    end = datetime.combine(run_date, time.max)
+    return pl.col(column) > end
+
+
+def rejects(checked: pl.LazyFrame, dataset: str, keys: list[str]) -> pl.LazyFrame:
+    """Rejected rows of one dataset: dataset, row_number, reason and its non-personal keys."""
+    key_exprs = [pl.col(k).cast(pl.Int64).alias(k) for k in keys]
+    return checked.filter(pl.col("reject_reason").is_not_null()).select(
+        pl.lit(dataset).alias("dataset"),
+        pl.col(ROW),
+        pl.col("reject_reason").alias("reason"),
+        *key_exprs,
+    )
+
+
+def enforce_reject_ratio(counts: dict[str, tuple[int, int]], examples: dict[str, list[str]],
+                         max_ratio: float) -> None:
+    """Raise DataQualityError when any dataset rejects more than `max_ratio` of its rows.
+
+    Args:
+        counts: dataset -> (rows, rejected rows)
+        examples: dataset -> lines "reason: n rows" (at most 10 rules each)
+    """
+    problems = []
+    for dataset, (rows, rejected) in counts.items():
+        if rows and rejected / rows > max_ratio:
+            problems.append(
+                f"{dataset}: {rejected:,} of {rows:,} rows rejected ({rejected / rows:.1%}), "
+                f"above validate.max_reject_ratio = {max_ratio:.1%}"
+            )
+            problems += [f"  {line}" for line in examples.get(dataset, [])[:10]]
+    if problems:
+        msg = "\n".join(problems) + (
+            "\n\nHint: the rejects by reason are listed above; fix the input, or raise "
+            "validate.max_reject_ratio in the config if this is expected."
+        )
+        raise DataQualityError(msg)

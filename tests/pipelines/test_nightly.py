@@ -1,0 +1,95 @@
+"""The nightly run end to end on the hand-written night of tests/tiny.py: one household per rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+import tiny
+import zengin_validator
+from engine.config import RunConfig, ValidateConfig
+from pipelines import nightly
+
+CFG = RunConfig(validate=ValidateConfig(max_reject_ratio=0.5))
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory: pytest.TempPathFactory) -> nightly.RunReport:
+    root = tmp_path_factory.mktemp("tiny")
+    inputs = tiny.write_tiny(root / "inputs")
+    return nightly.run(inputs, root / "state", root / "out", tiny.RUN_DATE, CFG)
+
+
+def table(report: nightly.RunReport, name: str) -> pl.DataFrame:
+    with duckdb.connect(str(report.run_dir / "analyst.duckdb"), read_only=True) as con:
+        return con.sql(f"select * from {name}").pl()
+
+
+def test_every_household_gets_its_rule_outcome(night: nightly.RunReport) -> None:
+    households = table(night, "households").sort("household_id")
+    got = {h: (s, y) for h, s, y in households.select("household_id", "status", "entitled_yen").iter_rows()}
+    assert got == tiny.EXPECTED
+
+
+def test_holds_name_their_reasons_and_evidence(night: nightly.RunReport) -> None:
+    holds = table(night, "holds").sort("household_id")
+    got = {h: sorted(r) for h, r in holds.select("household_id", "hold_reasons").iter_rows()}
+    assert got == tiny.EXPECTED_HOLDS
+    assert holds["evidence"].null_count() == 0
+    assert holds.filter(pl.col("household_id") == 9)["evidence"][0].startswith("shared_account: account 0005-001-1-1000014")
+
+
+def test_rejects_carry_a_reason(night: nightly.RunReport) -> None:
+    rejects = table(night, "rejects").sort("dataset", "row_number")
+    assert rejects.select("dataset", "reason").rows() == [
+        ("accounts", "bank_unknown"),
+        ("residents", "my_number_check_digit"),
+    ]
+
+
+def test_transfer_files_pass_the_independent_validator_and_reconcile(night: nightly.RunReport) -> None:
+    record = json.loads((night.run_dir / "run.json").read_text())
+    files = record["outputs"]["transfer_files"]
+    assert len(files) == 2
+    total = 0
+    for f in files:
+        result = zengin_validator.validate_transfer_file(Path(f["path"]).read_bytes())
+        assert result.ok, result.errors
+        assert result.transfer_dates == ["0701"]
+        assert result.total_yen == f["total_yen"]
+        total += result.total_yen
+    payouts = table(night, "payouts")
+    ledger = table(night, "ledger")
+    assert total == payouts["amount_yen"].sum() == record["totals_yen"]["paid_yen"] == 1_000_000
+    assert ledger["debit_yen"].sum() == ledger["credit_yen"].sum() == record["totals_yen"]["entitled_yen"]
+    assert ledger.filter(pl.col("account") == "bank_transfers")["credit_yen"].sum() == total
+
+
+def test_payee_name_in_the_file_is_the_holder_name_in_zengin_kana(night: nightly.RunReport) -> None:
+    payouts = table(night, "payouts").sort("household_id")
+    assert payouts.filter(pl.col("household_id") == 4)["payee_name_kana"][0] == "ｻﾄｳ ｹﾝｼﾞ"
+    assert payouts.filter(pl.col("household_id") == 1)["payee_name_kana"][0] == "ﾔﾏﾀﾞ ﾀﾛｳ"
+
+
+def test_no_my_number_anywhere_in_the_outputs(night: nightly.RunReport) -> None:
+    numbers = {str(tiny.my_number(n)) for n in range(1, 30)} | {str(tiny.bad_my_number(26))}
+    with duckdb.connect(str(night.run_dir / "analyst.duckdb"), read_only=True) as con:
+        for (name,) in con.sql("select table_name from information_schema.tables").fetchall():
+            text = str(con.sql(f"select * from {name}").fetchall())
+            assert not any(n in text for n in numbers), name
+    for path in night.run_dir.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".txt"):
+            text = path.read_bytes().decode("cp932" if path.suffix == ".txt" else "utf-8")
+            assert not any(n in text for n in numbers), path
+
+
+def test_persons_are_keyed_by_a_stable_surrogate(night: nightly.RunReport, tmp_path: Path) -> None:
+    persons = table(night, "persons")
+    assert persons["person_key"].min() == 1
+    assert "my_number" not in persons.columns
+    state = pl.read_parquet(night.run_dir.parent.parent / "state" / "persons.parquet")
+    assert state.height == persons["person_key"].n_unique()
