@@ -8,13 +8,14 @@ only a reject ratio above the configured maximum stops the run (DataQualityError
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date
 
 import numpy as np
 import polars as pl
 
 from engine import kernels, reference
 from engine.errors import DataQualityError
+from engine.schemas import REJECT_REASONS
 from engine.ingest import ROW
 
 ACCOUNT_TYPES = ["1", "2", "4", "9"]
@@ -62,6 +63,55 @@ def _bank_rules(prefix: str = "") -> dict[str, pl.Expr]:
         "account_format": ~pl.col("account_type").is_in(ACCOUNT_TYPES)
         | ~pl.col("account_number").str.contains(r"^\d{7}$"),
     }
+
+
+# the columns a reject's `detail` quotes, per reason (only those present in the dataset);
+# My Number columns are never quoted: a reject names them without their value
+DETAIL_COLUMNS = {
+    "missing_value": (),
+    "my_number_format": (),
+    "my_number_check_digit": (),
+    "municipality_check_digit": ("municipality_code",),
+    "municipality_unknown": ("municipality_code",),
+    "bank_unknown": ("bank_code",),
+    "branch_unknown": ("bank_code", "branch_code"),
+    "account_format": ("account_type", "account_number"),
+    "invalid_value": ("sex", "channel"),
+    "impossible_date": ("birth_date", "registered_on", "moved_out_on", "died_on"),
+    "duplicate_key": ("application_id", "household_id"),
+    "duplicate_row": ("household_id",),
+    "unknown_household": ("household_id",),
+}
+MY_NUMBER_COLUMNS = ("my_number", "applicant_my_number")
+
+
+def _quoted(columns: list[str]) -> pl.Expr:
+    parts = [pl.format("{} {}", pl.lit(c), pl.col(c).cast(pl.String).fill_null("null")) for c in columns]
+    return pl.concat_str(parts, separator=", ") if parts else pl.lit("")
+
+
+def with_detail(checked: pl.LazyFrame) -> pl.LazyFrame:
+    """Add `detail`: the rejected row's offending values, e.g. "bank_code 9998"; never a My Number."""
+    schema = checked.collect_schema()
+    my_number_column = next((c for c in MY_NUMBER_COLUMNS if c in schema), "my_number")
+    nulls = pl.concat_str(
+        [pl.when(pl.col(c).is_null()).then(pl.lit(c)) for c in schema
+         if c not in ("reject_reason", "is_pending", "moved_out_on", "died_on", "refund_of")
+         and not c.endswith("__bad_format")],
+        separator=", ", ignore_nulls=True,
+    )
+    details = {
+        reason: _quoted([c for c in columns if c in schema]) for reason, columns in DETAIL_COLUMNS.items()
+    }
+    details["missing_value"] = pl.format("null in {}", nulls)
+    details["my_number_format"] = pl.lit(f"{my_number_column} (value withheld)")
+    details["my_number_check_digit"] = pl.lit(f"{my_number_column} (value withheld)")
+    if "my_number" in schema and "application_id" not in schema:
+        details["duplicate_key"] = pl.lit("my_number (value withheld) seen on an earlier row")
+    return checked.with_columns(
+        pl.coalesce([pl.when(pl.col("reject_reason") == reason).then(expr) for reason, expr in details.items()])
+        .alias("detail")
+    )
 
 
 def _duplicate_key(keys: list[str]) -> pl.Expr:
@@ -114,7 +164,7 @@ def checked_residents(residents: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
         ),
         "duplicate_key": _duplicate_key(["my_number", "household_id"]),
     }
-    return dated.with_columns(first_reason(rules))
+    return dated.with_columns(first_reason(rules)).pipe(with_detail)
 
 
 def checked_accounts(accounts: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
@@ -131,7 +181,7 @@ def checked_accounts(accounts: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
     }
     is_pending = (pl.col("linked_on") > run_date).fill_null(False).alias("is_pending")
     checked = accounts.with_columns(first_reason(rules), is_pending)
-    return _latest_per_key(checked, key="my_number", order="linked_on")
+    return _latest_per_key(checked, key="my_number", order="linked_on").pipe(with_detail)
 
 
 def _latest_per_key(checked: pl.LazyFrame, *, key: str, order: str) -> pl.LazyFrame:
@@ -173,13 +223,8 @@ def checked_applications(
             (pl.col("received_on") > run_date).fill_null(False).alias("is_pending"),
         )
         .drop("__known")
+        .pipe(with_detail)
     )
-
-
-def is_pending_at(column: str, run_date: date) -> pl.Expr:
-    """True for a timestamp after the end of the run date."""
-    end = datetime.combine(run_date, time.max)
-    return pl.col(column) > end
 
 
 def rejects(checked: pl.LazyFrame, dataset: str, keys: list[str]) -> pl.LazyFrame:
@@ -189,26 +234,42 @@ def rejects(checked: pl.LazyFrame, dataset: str, keys: list[str]) -> pl.LazyFram
         pl.lit(dataset).alias("dataset"),
         pl.col(ROW),
         pl.col("reject_reason").alias("reason"),
+        "detail",
         *key_exprs,
     )
 
 
-def enforce_reject_ratio(counts: dict[str, tuple[int, int]], examples: dict[str, list[str]],
-                         max_ratio: float) -> None:
-    """Raise DataQualityError when any dataset rejects more than `max_ratio` of its rows.
+def reject_summary(rejected: pl.LazyFrame) -> pl.DataFrame:
+    """Rejects counted by dataset and reason, with at most 5 examples each ("row 12: bank_code 9998")."""
+    return (
+        rejected.sort("dataset", "reason", ROW)
+        .group_by("dataset", "reason", maintain_order=True)
+        .agg(
+            pl.len().alias("rows"),
+            pl.format("row {}: {}", ROW, "detail").head(5).str.join("; ").alias("examples"),
+        )
+        .collect()
+    )
 
-    Args:
-        counts: dataset -> (rows, rejected rows)
-        examples: dataset -> lines "reason: n rows" (at most 10 rules each)
-    """
+
+def enforce_reject_ratio(rows: dict[str, int], paths: dict[str, str], summary: pl.DataFrame,
+                         max_ratio: float) -> None:
+    """Raise DataQualityError when any dataset rejects more than `max_ratio` of its rows; the
+    message names the file, each broken rule with its count and examples (Kedro-style, at most
+    10 rules and 5 examples each)."""
     problems = []
-    for dataset, (rows, rejected) in counts.items():
-        if rows and rejected / rows > max_ratio:
+    for dataset, total in rows.items():
+        mine = summary.filter(pl.col("dataset") == dataset).sort("rows", descending=True)
+        rejected = int(mine["rows"].sum())
+        if total and rejected / total > max_ratio:
             problems.append(
-                f"{dataset}: {rejected:,} of {rows:,} rows rejected ({rejected / rows:.1%}), "
-                f"above validate.max_reject_ratio = {max_ratio:.1%}"
+                f"{dataset} ({paths[dataset]}): {rejected:,} of {total:,} rows rejected "
+                f"({rejected / total:.1%}), above validate.max_reject_ratio = {max_ratio:.1%}"
             )
-            problems += [f"  {line}" for line in examples.get(dataset, [])[:10]]
+            problems += [
+                f"  {reason} ({REJECT_REASONS[reason]}): {n:,} rows, e.g. {examples}"
+                for reason, n, examples in mine.head(10).select("reason", "rows", "examples").iter_rows()
+            ]
     if problems:
         msg = "\n".join(problems) + (
             "\n\nHint: the rejects by reason are listed above; fix the input, or raise "

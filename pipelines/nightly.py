@@ -127,6 +127,7 @@ def run(
     work = staging / "_checkpoints"
     report = RunReport(run_date=run_date, run_dir=final_dir)
     stages = _Stages(report, on_stage)
+    created_out_dir = not out_dir.exists()
     try:
         _run(inputs_dir, state_dir, staging, work, run_date, cfg, report, stages)
         stages.start("publish")
@@ -137,6 +138,8 @@ def run(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if created_out_dir and out_dir.exists() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
     return report
 
 
@@ -196,10 +199,10 @@ def _run(inputs_dir, state_dir, staging, work, run_date, cfg, report, stages) ->
             validate.rejects(applications, "applications", ["household_id", "application_id"]),
         ],
         how="diagonal_relaxed",
-    ).select("dataset", ROW, "reason", "household_id", "application_id")
+    ).select("dataset", ROW, "reason", "detail", "household_id", "application_id")
     rejects_path = work / "02_tables" / "rejects.parquet"
     rejected = _sink(rejected, rejects_path)
-    reject_counts = rejected.group_by("dataset", "reason").len().collect()
+    summary = validate.reject_summary(rejected)
     rows = {
         name: frame.select(pl.len()).collect().item()
         for name, frame in (("residents", residents), ("accounts", accounts), ("applications", applications))
@@ -208,21 +211,12 @@ def _run(inputs_dir, state_dir, staging, work, run_date, cfg, report, stages) ->
         name: frame.filter(pl.col("is_pending") & pl.col("reject_reason").is_null()).select(pl.len()).collect().item()
         for name, frame in (("accounts", accounts), ("applications", applications))
     }
-    per_dataset = {name: (n, int(reject_counts.filter(pl.col("dataset") == name)["len"].sum()))
-                   for name, n in rows.items()}
-    examples = {
-        name: [f"{r}: {n:,} rows" for r, n in
-               reject_counts.filter(pl.col("dataset") == name).sort("len", descending=True)
-               .select("reason", "len").iter_rows()]
-        for name in rows
-    }
-    validate.enforce_reject_ratio(per_dataset, examples, cfg.validate_.max_reject_ratio)
-    report.rejects_by_reason = {
-        f"{d}.{r}": int(n) for d, r, n in reject_counts.sort("dataset", "reason").iter_rows()
-    }
+    paths = {name: str(source.path) for name, (_, source) in scanned.items()}
+    validate.enforce_reject_ratio(rows, paths, summary, cfg.validate_.max_reject_ratio)
+    report.rejects_by_reason = {f"{d}.{r}": int(n) for d, r, n in summary.select("dataset", "reason", "rows").iter_rows()}
     for name, n in rows.items():
         report.counts[f"{name}_rows"] = n
-        report.counts[f"{name}_rejected"] = per_dataset[name][1]
+        report.counts[f"{name}_rejected"] = int(summary.filter(pl.col("dataset") == name)["rows"].sum())
     for name, n in pending.items():
         report.counts[f"{name}_pending"] = n
 
