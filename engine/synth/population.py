@@ -1,0 +1,229 @@
+"""Synthetic residents: households, ages, names, municipalities and My Numbers (research §7).
+
+A chunk of the register is a `People` value: numpy arrays, one entry per resident record, in
+household order (head first). Strings are indices into `vocabulary`; dates are days since 1970.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from engine import kernels, schemas
+from engine.synth import tables, vocabulary
+
+NO_DAY = np.iinfo(np.int32).min  # stands for a null date until the frame is built
+MY_NUMBER_LOW = 10**10  # bases start at 10^10 so that every My Number has 12 significant digits
+MY_NUMBER_SPAN = 9 * 10**10
+# persons registered twice under a second number (fuzzy duplicates) get keys above every real one
+SECOND_NUMBER_KEY_OFFSET = 5 * 10**10
+DAYS_PER_YEAR = 365.2425
+
+
+@dataclass(frozen=True)
+class Households:
+    household_id: np.ndarray  # int64, global: 1 + global index of the head's row
+    start: np.ndarray  # int64, row of the head in People
+    size: np.ndarray  # int64, members (planted copies not counted)
+    municipality: np.ndarray  # int64 index into vocabulary.municipalities()
+    surname: np.ndarray  # int64 index into vocabulary.names() surnames
+
+    def __len__(self) -> int:
+        return self.household_id.size
+
+
+@dataclass(frozen=True)
+class People:
+    person_key: np.ndarray  # int64 global key the My Number derives from
+    my_number: np.ndarray  # int64
+    household: np.ndarray  # int64 index into Households
+    is_head: np.ndarray  # bool
+    age_years: np.ndarray  # float64 age on the basis date
+    is_female: np.ndarray  # bool
+    surname: np.ndarray  # int64
+    given_name: np.ndarray  # int64
+    birth_on: np.ndarray  # int32 days
+    registered_on: np.ndarray  # int32 days
+    moved_out_on: np.ndarray  # int32 days or NO_DAY
+    died_on: np.ndarray  # int32 days or NO_DAY
+    is_planted: np.ndarray  # bool: a planted faulty row or copy (no account, no wallet)
+
+    def __len__(self) -> int:
+        return self.my_number.size
+
+
+def household_sizes(rng: np.random.Generator, residents: int) -> np.ndarray:
+    """Household sizes drawn from HOUSEHOLD_SIZE_SHARES, summing to exactly `residents`."""
+    values = np.array(list(tables.HOUSEHOLD_SIZE_SHARES), dtype=np.int64)
+    shares = np.array(list(tables.HOUSEHOLD_SIZE_SHARES.values()))
+    draws = np.empty(0, dtype=np.int64)
+    while draws.sum() < residents:  # one round but for tiny chunks: 0.5 draws/resident ≈ 1.1 residents
+        draws = np.concatenate([draws, rng.choice(values, size=residents // 2 + 64, p=shares)])
+    total = np.cumsum(draws)
+    last = int(np.searchsorted(total, residents))
+    sizes = draws[: last + 1].copy()
+    sizes[last] -= total[last] - residents
+    return sizes
+
+
+def ages_and_sexes(rng: np.random.Generator, residents: int) -> tuple[np.ndarray, np.ndarray]:
+    """Age on the basis date (years, fractional) and is_female, from the 2020 census pyramid."""
+    counts = np.array(tables.AGE_BANDS_MALE + tables.AGE_BANDS_FEMALE, dtype=np.float64)
+    bands = len(tables.AGE_BANDS_MALE)
+    cell = rng.choice(counts.size, size=residents, p=counts / counts.sum())
+    band = cell % bands
+    within = rng.random(residents) * 5.0
+    oldest_extra = np.minimum(
+        rng.exponential(tables.OLDEST_BAND_MEAN_EXTRA_YEARS, residents),
+        tables.OLDEST_AGE - tables.OLDEST_BAND_FROM_AGE - 1e-6,
+    )
+    age = np.where(band == bands - 1, tables.OLDEST_BAND_FROM_AGE + oldest_extra, band * 5.0 + within)
+    return age, cell >= bands
+
+
+def household_rows(rng: np.random.Generator, sizes: np.ndarray, age_years: np.ndarray) -> np.ndarray:
+    """For each row of the register in household order, which drawn person sits there.
+
+    Row 0 of a household is its head: a random adult. Row 1 (households of 2+) is a partner: an
+    adult matched by rank on a noisy age to the head. Rows 2+ take everyone else (children, and
+    the older relatives of three-generation homes), also rank-matched on age, so the oldest heads
+    live with the oldest others.
+    """
+    residents, count = age_years.size, sizes.size
+    start = np.cumsum(sizes) - sizes
+    household_of_row = np.repeat(np.arange(count), sizes)
+    slot = np.arange(residents) - start[household_of_row]
+    shuffled = rng.permutation(residents)
+    adults_first = shuffled[np.argsort(age_years[shuffled] < tables.ADULT_AGE, kind="stable")]
+    multi = np.flatnonzero(sizes >= 2)
+    heads = adults_first[:count]
+    partners = adults_first[count : count + multi.size]
+    others = adults_first[count + multi.size :]
+    head_key = age_years[heads] + rng.normal(0.0, 5.0, count)
+    person_at = np.empty(residents, dtype=np.int64)
+    person_at[start] = heads
+    person_at[start[multi[np.argsort(head_key[multi], kind="stable")]] + 1] = partners[
+        np.argsort(age_years[partners] + rng.normal(0.0, 5.0, partners.size), kind="stable")
+    ]
+    other_rows = np.flatnonzero(slot >= 2)
+    person_at[other_rows[np.argsort(head_key[household_of_row[other_rows]], kind="stable")]] = (
+        others[np.argsort(age_years[others] + rng.normal(0.0, 5.0, others.size), kind="stable")]
+    )
+    return person_at
+
+
+def _multiply_modulo(values: np.ndarray, multiplier: int, modulus: int) -> np.ndarray:
+    """(values · multiplier) mod modulus without int64 overflow (values, multiplier < 10^11)."""
+    high, low = divmod(multiplier, 10**6)
+    return ((values * high) % modulus * 10**6 % modulus + values * low) % modulus
+
+
+def my_number_permutation(seed: int) -> tuple[int, int]:
+    """Multiplier (coprime to the span) and offset of the seed's affine bijection of keys."""
+    rng = np.random.default_rng([seed, 0x4D59])
+    multiplier = int(rng.integers(10**9, MY_NUMBER_SPAN))
+    while math.gcd(multiplier, MY_NUMBER_SPAN) != 1:
+        multiplier += 1
+    return multiplier, int(rng.integers(0, MY_NUMBER_SPAN))
+
+
+def my_numbers(person_keys: np.ndarray, seed: int) -> np.ndarray:
+    """Valid, distinct 12-digit My Numbers: an affine bijection of the keys mod 9·10^10, then
+    the check digit (research §3.1). Keys must be distinct and below 9·10^10."""
+    multiplier, offset = my_number_permutation(seed)
+    base = MY_NUMBER_LOW + (_multiply_modulo(person_keys, multiplier, MY_NUMBER_SPAN) + offset) % MY_NUMBER_SPAN
+    return base * 10 + kernels.my_number_check_digits(base)
+
+
+def wrong_check_digits(rng: np.random.Generator, my_number: np.ndarray) -> np.ndarray:
+    """The same numbers with a check digit that is certainly wrong."""
+    check = my_number % 10
+    return my_number - check + (check + rng.integers(1, 10, my_number.size)) % 10
+
+
+def natural_deaths(rng: np.random.Generator, age_years: np.ndarray) -> np.ndarray:
+    """died_on (or NO_DAY): ≈1% die between the basis date and 2021-12-31, the old more likely."""
+    hazard = np.exp(age_years / tables.DEATH_HAZARD_YEARS)
+    probability = np.minimum(tables.NATURAL_DEATH_SHARE * hazard / hazard.mean(), 0.5)
+    dies = rng.random(age_years.size) < probability
+    day = tables.BASIS_DAY + rng.integers(0, tables.DEATHS_TO_DAY - tables.BASIS_DAY + 1, age_years.size)
+    return np.where(dies, day, NO_DAY).astype(np.int32)
+
+
+def people(rng: np.random.Generator, residents: int, first_key: int, seed: int) -> tuple[People, Households]:
+    """A chunk of `residents` register rows in households; keys first_key .. first_key+residents-1."""
+    names = vocabulary.names()
+    municipalities = vocabulary.municipalities()
+    sizes = household_sizes(rng, residents)
+    drawn_age, drawn_female = ages_and_sexes(rng, residents)
+    person_at = household_rows(rng, sizes, drawn_age)
+    age, is_female = drawn_age[person_at], drawn_female[person_at]
+    count = sizes.size
+    start = np.cumsum(sizes) - sizes
+    household = np.repeat(np.arange(count), sizes)
+    is_head = np.zeros(residents, dtype=bool)
+    is_head[start] = True
+    # tiny chunks may lack adults: a head is always an adult
+    age = np.where(is_head & (age < tables.ADULT_AGE), tables.ADULT_AGE + 10.0 * rng.random(residents), age)
+    birth_on = (tables.BASIS_DAY - np.floor(age * DAYS_PER_YEAR)).astype(np.int32)
+    born_here = rng.random(residents) < 0.4
+    moved_in = birth_on + np.floor(rng.random(residents) * (tables.BASIS_DAY - birth_on + 1))
+    surname = rng.choice(names.surname_count, size=count, p=names.surname_probability)
+    male_given = rng.integers(0, names.male_given_count, residents)
+    female_given = rng.integers(names.male_given_count, names.given_count, residents)
+    keys = first_key + np.arange(residents, dtype=np.int64)
+    households = Households(
+        household_id=keys[start] + 1,
+        start=start,
+        size=sizes,
+        municipality=rng.choice(municipalities.code.len(), size=count, p=municipalities.probability),
+        surname=surname,
+    )
+    register = People(
+        person_key=keys,
+        my_number=my_numbers(keys, seed),
+        household=household,
+        is_head=is_head,
+        age_years=age,
+        is_female=is_female,
+        surname=surname[household],
+        given_name=np.where(is_female, female_given, male_given),
+        birth_on=birth_on,
+        registered_on=np.where(born_here, birth_on, moved_in).astype(np.int32),
+        moved_out_on=np.full(residents, NO_DAY, dtype=np.int32),
+        died_on=natural_deaths(rng, age),
+        is_planted=np.zeros(residents, dtype=bool),
+    )
+    return register, households
+
+
+def dates(days: np.ndarray) -> pl.Series:
+    """int32 days since 1970 (NO_DAY = null) as a polars Date series."""
+    return pl.Series(np.where(days == NO_DAY, 0, days).astype(np.int32)).cast(pl.Date).scatter(
+        np.flatnonzero(days == NO_DAY), None
+    )
+
+
+def residents(register: People, households: Households) -> pl.DataFrame:
+    """The register as the RESIDENTS contract, sorted by household (head first)."""
+    names = vocabulary.names()
+    municipality = households.municipality[register.household]
+    frame = pl.DataFrame(
+        {
+            "my_number": register.my_number,
+            "household_id": households.household_id[register.household],
+            "is_head": register.is_head,
+            "family_name_kana": names.surname_katakana.gather(register.surname),
+            "given_name_kana": names.given_with_near_katakana.gather(register.given_name),
+            "birth_date": dates(register.birth_on),
+            "sex": pl.Series(["M", "F"]).gather(register.is_female.astype(np.int64)),
+            "municipality_code": vocabulary.municipalities().code.gather(municipality),
+            "registered_on": dates(register.registered_on),
+            "moved_out_on": dates(register.moved_out_on),
+            "died_on": dates(register.died_on),
+        }
+    )
+    return frame.sort("household_id", maintain_order=True).select(schemas.RESIDENTS.schema.names())
