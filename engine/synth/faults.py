@@ -98,8 +98,11 @@ class HouseholdFaults:
 
 def _grouped_distinct(groups: np.ndarray, values: np.ndarray, group_sizes: np.ndarray) -> np.ndarray:
     """Per group: True when all its values differ."""
-    keys = np.unique(groups * (values.max() + 1) + values)
-    return np.bincount(keys // (values.max() + 1), minlength=group_sizes.size) == group_sizes
+    if values.size == 0:
+        return np.ones(group_sizes.size, dtype=bool)
+    span = values.max() + 1
+    keys = np.unique(groups * span + values)
+    return np.bincount(keys // span, minlength=group_sizes.size) == group_sizes
 
 
 def household_faults(rng: np.random.Generator, households: Households, rates: FaultRates) -> HouseholdFaults:

@@ -168,7 +168,8 @@ def people(rng: np.random.Generator, residents: int, first_key: int, seed: int) 
     is_head[start] = True
     # tiny chunks may lack adults: a head is always an adult
     age = np.where(is_head & (age < tables.ADULT_AGE), tables.ADULT_AGE + 10.0 * rng.random(residents), age)
-    birth_on = (tables.BASIS_DAY - np.floor(age * DAYS_PER_YEAR)).astype(np.int32)
+    # ceil: an age of exactly 18.0 years is a birth on 2002-04-27, an adult on the basis date
+    birth_on = (tables.BASIS_DAY - np.ceil(age * DAYS_PER_YEAR)).astype(np.int32)
     born_here = rng.random(residents) < 0.4
     moved_in = birth_on + np.floor(rng.random(residents) * (tables.BASIS_DAY - birth_on + 1))
     surname = rng.choice(names.surname_count, size=count, p=names.surname_probability)
