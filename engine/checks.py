@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from engine import similarity
+from engine import identity, similarity
 from engine.config import ChecksConfig
 from engine.payout import account_label
 
@@ -105,11 +105,14 @@ def row_holds(resolved: pl.DataFrame, cfg: ChecksConfig) -> pl.DataFrame:
     return pl.concat(frames, how="vertical")
 
 
-def with_holds(resolved: pl.DataFrame, members: pl.LazyFrame, cfg: ChecksConfig) -> pl.DataFrame:
-    """`resolved` with `hold_reasons` (list, sorted, empty when clean) and `hold_evidence`."""
+def with_holds(resolved: pl.DataFrame, members: pl.LazyFrame, cfg: ChecksConfig) -> tuple[pl.DataFrame, int]:
+    """`resolved` with `hold_reasons` (list, sorted, empty when clean) and `hold_evidence`;
+    and the number of person pairs the fuzzy identity check compared."""
+    fuzzy, compared_pairs = identity.fuzzy_identities(members, cfg)
     holds = pl.concat(
         [
             double_registrations(members).select("household_id", "evidence", "reason").collect(),
+            fuzzy.select("household_id", "evidence", "reason"),
             shared_accounts(resolved.lazy(), cfg).collect(),
             row_holds(resolved, cfg),
         ],
@@ -123,6 +126,7 @@ def with_holds(resolved: pl.DataFrame, members: pl.LazyFrame, cfg: ChecksConfig)
             pl.format("{}: {}", "reason", "evidence").str.join("\n").alias("hold_evidence"),
         )
     )
-    return resolved.join(per_household, on="household_id", how="left").with_columns(
+    held = resolved.join(per_household, on="household_id", how="left").with_columns(
         pl.col("hold_reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))),
     )
+    return held, compared_pairs

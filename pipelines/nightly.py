@@ -248,7 +248,8 @@ def _run(inputs_dir, state_dir, staging, work, run_date, cfg, report, stages) ->
 
     # ---- checks ------------------------------------------------------------------------------
     stages.start("checks")
-    checked = checks.with_holds(resolved, members, cfg.checks)
+    checked, compared_pairs = checks.with_holds(resolved, members, cfg.checks)
+    report.counts["identity_pairs_compared"] = compared_pairs
 
     # ---- outcomes: status per household, transfer files, ledger --------------------------------
     stages.start("outcomes")

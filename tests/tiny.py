@@ -57,6 +57,9 @@ P = [
     (23, 17, True, "モリ", "イサム", date(1949, 1, 1), MUNICIPALITY, None, None),
     (24, 17, False, "モリ", "カナ", date(2001, 1, 1), MUNICIPALITY, None, date(2020, 3, 1)),  # moved out
     (25, 17, False, "モリ", "ダイ", date(1999, 1, 1), MUNICIPALITY, date(2020, 1, 1), None),  # died before
+    # one person registered twice under two My Numbers: the names normalise to the same kana
+    (27, 18, True, "オオノ", "ヲサム", date(1970, 7, 7), MUNICIPALITY, None, None),
+    (29, 19, True, "ｵｵﾉ", "ｵｻﾑ", date(1970, 7, 7), OTHER_MUNICIPALITY, None, None),
 ]
 
 # household 13's member 26 has an invalid My Number; household 15 also registers person 19
@@ -124,6 +127,8 @@ EXPECTED = {
     15: ("held", 200_000),
     16: ("paid", 100_000),
     17: ("paid", 100_000),
+    18: ("held", 100_000),
+    19: ("held", 100_000),
 }
 EXPECTED_HOLDS = {
     7: ["applicant_not_head"],
@@ -134,6 +139,8 @@ EXPECTED_HOLDS = {
     12: ["holder_name_mismatch"],
     14: ["double_registration"],
     15: ["double_registration"],
+    18: ["fuzzy_identity"],
+    19: ["fuzzy_identity"],
 }
 
 
