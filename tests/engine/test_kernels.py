@@ -410,6 +410,29 @@ def test_connected_components_matches_reference(seed: int) -> None:
     assert got.tolist() == components_reference(node_ids.tolist(), edges.tolist())
 
 
+INT64 = np.iinfo(np.int64)
+
+
+@pytest.mark.parametrize(
+    "layout", ["dense", "sparse", "one_outlier", "int64_extremes", "clustered"]
+)
+def test_connected_components_id_layouts_match_reference(layout: str) -> None:
+    # the kernel buckets ids by value to find them: spread, skew and extremes must not matter
+    rng = np.random.default_rng(len(layout))
+    ids = {
+        "dense": np.arange(3_000),
+        "sparse": rng.integers(-(10**15), 10**15, size=3_000),
+        "one_outlier": np.append(np.arange(3_000), INT64.max),
+        "int64_extremes": np.concatenate([[INT64.min, INT64.min + 1, INT64.max - 1, INT64.max],
+                                          rng.integers(INT64.min, INT64.max, size=3_000)]),
+        "clustered": np.concatenate([np.arange(1_000) + 10**12 * k for k in range(3)]),
+    }[layout]
+    node_ids = np.unique(ids)
+    edges = rng.choice(node_ids, size=(2_000, 2))
+    got = kernels.connected_components(node_ids, edges[:, 0].copy(), edges[:, 1].copy())
+    assert got.tolist() == components_reference(node_ids.tolist(), edges.tolist())
+
+
 def test_connected_components_small_literal() -> None:
     node_ids = np.array([1, 2, 5, 7, 9, 11])
     left = np.array([9, 2, 11, 7])
@@ -436,6 +459,8 @@ def test_connected_components_empty() -> None:
     [
         ([1, 2, 3], [1], [4], "not in node_ids"),
         ([1, 2, 3], [0], [2], "not in node_ids"),
+        ([1, 3, 5], [1], [4], "not in node_ids"),
+        ([], [1], [1], "not in node_ids"),
         ([1, 3, 2], [1], [2], "sorted and unique"),
         ([1, 2, 2], [1], [2], "sorted and unique"),
         ([1, 2, 3], [1, 2], [2], "same length"),
@@ -445,4 +470,6 @@ def test_connected_components_rejects_bad_input(
     node_ids: list[int], left: list[int], right: list[int], match: str
 ) -> None:
     with pytest.raises(ValueError, match=match):
-        kernels.connected_components(np.array(node_ids), np.array(left), np.array(right))
+        kernels.connected_components(
+            np.array(node_ids, dtype=np.int64), np.array(left), np.array(right)
+        )
