@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from engine import reference
 from engine.errors import EngineError
 
 RECORD_LENGTH = 120
@@ -277,14 +278,20 @@ def transfer_file_bytes(
     *,
     new_code: str = "1",
     final_newline: bool = True,
+    require_business_day: bool = True,
 ) -> bytes:
     """Return the whole file: header, data records, trailer, end; CRLF between records.
 
     With `final_newline` the end record is followed by CRLF as well (what banks' result files
     look like and what most upload screens accept); without it the file ends at the end record,
-    as the devture fixture does.
+    as the devture fixture does. 振込指定日 must be a bank business day (§4.2) unless
+    `require_business_day` is False.
     """
     _check_new_code(new_code)
+    if require_business_day and not reference.is_bank_business_day(transfer_date):
+        msg = (f"transfer_date {transfer_date.isoformat()} is not a bank business day; "
+               f"the next one is {reference.next_bank_business_day(transfer_date).isoformat()}")
+        raise TransferFileError.from_problems([msg])
     frame = _checked_transfers(transfers)
     records = frame.select(data_record_expr(new_code=new_code)).to_series()
     total_yen = int(frame["amount_yen"].sum()) if frame.height else 0
@@ -317,10 +324,12 @@ def write_transfer_file(
     *,
     new_code: str = "1",
     final_newline: bool = True,
+    require_business_day: bool = True,
 ) -> Path:
     """Write `transfer_file_bytes(...)` to `path` (atomically: temp file, then rename)."""
     data = transfer_file_bytes(
-        remitter, transfer_date, transfers, new_code=new_code, final_newline=final_newline)
+        remitter, transfer_date, transfers, new_code=new_code, final_newline=final_newline,
+        require_business_day=require_business_day)
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)

@@ -105,7 +105,7 @@ def test_multi_transaction_matches_devture_fixture_byte_for_byte() -> None:
     first = {**DEVTURE_TOKYO_TOMIN, "account_type": "2"}  # TYPE_CURRENT in the upstream test
     got = zengin.transfer_file_bytes(
         DEVTURE_REMITTER, date(2016, 3, 12), transfers_frame([first, DEVTURE_MUFG]),
-        new_code="0", final_newline=False)
+        new_code="0", final_newline=False, require_business_day=False)  # upstream used a Saturday
     assert got == (GOLDEN / "multi-transaction.txt").read_bytes()
 
 
@@ -255,6 +255,11 @@ def test_total_above_twelve_digits_is_refused() -> None:
     ok = zengin.transfer_file_bytes(
         DEVTURE_REMITTER, date(2020, 6, 1), transfers_frame(rows[:100]))
     assert validator.validate_transfer_file(ok).total_yen == 999_999_999_900
+
+
+def test_transfer_date_must_be_a_bank_business_day() -> None:
+    with pytest.raises(ValueError, match="2020-05-02 is not a bank business day; the next one is 2020-05-07"):
+        zengin.transfer_file_bytes(DEVTURE_REMITTER, date(2020, 5, 2), one_transfer())
 
 
 def test_trailer_refuses_more_than_999999_records() -> None:
