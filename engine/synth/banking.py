@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from engine import schemas
 from engine.synth import tables, vocabulary
@@ -39,7 +40,9 @@ class AccountSlots:
 
 def rank_within(keys: np.ndarray) -> np.ndarray:
     """0, 1, 2 … for the successive occurrences of each key, in array order."""
-    order = np.argsort(keys, kind="stable")
+    # small keys (branch indices) sort as uint16: numpy's stable sort is then a radix sort
+    small = keys.size == 0 or (keys.min() >= 0 and keys.max() < 2**16)
+    order = np.argsort(keys.astype(np.uint16) if small else keys, kind="stable")
     ordered = keys[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     lengths = np.diff(np.r_[starts, ordered.size])
@@ -160,6 +163,13 @@ def linked_accounts(rng: np.random.Generator, register: People, households: Hous
     return LinkedAccounts(frame=frame, truth=truth, head_account=head_account)
 
 
+def declined_lists(declined: np.ndarray) -> pl.Series:
+    """A list per application: [the declined My Number], or [] where `declined` is -1."""
+    offsets = np.r_[0, np.cumsum(declined >= 0)].astype(np.int32)
+    values = pa.array(declined[declined >= 0], type=pa.int64())
+    return pl.Series(pa.ListArray.from_arrays(pa.array(offsets), values))
+
+
 @dataclass(frozen=True)
 class Applications:
     frame: pl.DataFrame  # APPLICATIONS contract
@@ -239,7 +249,7 @@ def applications(rng: np.random.Generator, register: People, households: Househo
         applicant_my_number=register.my_number[requests["applicant"].to_numpy()],
         channel=pl.when(pl.col("mail")).then(pl.lit("mail")).otherwise(pl.lit("online")),
         received_on=dates(_received_on(rng, rows)),
-        declined_my_numbers=pl.concat_list(pl.Series(declined).replace(-1, None)).list.drop_nulls(),
+        declined_my_numbers=declined_lists(declined),
     ).select(schemas.APPLICATIONS.schema.names()).sort("application_id")
 
     household_id = households.household_id

@@ -105,12 +105,13 @@ def household_rows(rng: np.random.Generator, sizes: np.ndarray, age_years: np.nd
     head_key = age_years[heads] + rng.normal(0.0, 5.0, count)
     person_at = np.empty(residents, dtype=np.int64)
     person_at[start] = heads
-    person_at[start[multi[np.argsort(head_key[multi], kind="stable")]] + 1] = partners[
-        np.argsort(age_years[partners] + rng.normal(0.0, 5.0, partners.size), kind="stable")
+    # keys are continuous with noise (no ties), so the fast unstable sort is deterministic
+    person_at[start[multi[np.argsort(head_key[multi])]] + 1] = partners[
+        np.argsort(age_years[partners] + rng.normal(0.0, 5.0, partners.size))
     ]
     other_rows = np.flatnonzero(slot >= 2)
-    person_at[other_rows[np.argsort(head_key[household_of_row[other_rows]], kind="stable")]] = (
-        others[np.argsort(age_years[others] + rng.normal(0.0, 5.0, others.size), kind="stable")]
+    person_at[other_rows[np.argsort(head_key[household_of_row[other_rows]])]] = (
+        others[np.argsort(age_years[others] + rng.normal(0.0, 5.0, others.size))]
     )
     return person_at
 
