@@ -51,7 +51,7 @@ TRANSFER_COLUMNS = (
 )
 
 # (column, width) of each N field; digits only, right-justified and zero-filled.
-_NUMERIC_FIELDS = {"bank_code": 4, "branch_code": 3, "account_type": 1, "account_number": 7}
+_NUMERIC_FIELDS = {"bank_code": 4, "branch_code": 3, "account_number": 7}
 # Customer codes: N(10) as well, but a null is written as 10 spaces (as in the devture fixture).
 _CUSTOMER_CODE_FIELDS = {"customer_code_1": 10, "customer_code_2": 10}
 # (column, width) of each C field; left-justified, space-filled, cut to the width.
@@ -200,7 +200,7 @@ def _field_checks() -> dict[str, tuple[str, pl.Expr]]:
             f"must be 1–{width} digits or null (written as spaces)",
             ~_as_text(column).str.contains(rf"^[0-9]{{1,{width}}}$").fill_null(True),
         )
-    for column in _CHARACTER_FIELDS:
+    for column in ("bank_name_kana", "branch_name_kana"):  # optional: null → spaces
         checks[column] = (
             "has characters outside JIS X 0201 half-width (kanji or full-width kana?)",
             ~_as_text(column).str.contains(SINGLE_BYTE_PATTERN).fill_null(True),
@@ -215,6 +215,13 @@ def _field_checks() -> dict[str, tuple[str, pl.Expr]]:
         ~pl.col("amount_yen").is_between(1, MAX_AMOUNT_YEN).fill_null(False),
     )
     return checks
+
+
+def _example(value: object) -> object:
+    """An example value for an error message, withholding anything shaped like a My Number."""
+    if re.fullmatch(r"[0-9]{12}", str(value)):
+        return "<12-digit value withheld>"
+    return value
 
 
 def _check_columns(schema: pl.Schema) -> None:
@@ -238,7 +245,8 @@ def _checked_transfers(transfers: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
     problems = []
     for column, (text, _) in checks.items():
         if counts[column]:
-            examples = frame.filter(broken[column])[column].head(_MAX_EXAMPLES).to_list()
+            examples = [_example(v) for v in
+                        frame.filter(broken[column])[column].head(_MAX_EXAMPLES).to_list()]
             problems.append(
                 f"{column} {text}: {counts[column]:,} row(s), e.g. {examples}")
     if frame.height > MAX_RECORDS:

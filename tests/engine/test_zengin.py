@@ -237,6 +237,13 @@ def test_bad_field_raises_naming_field_and_example(overrides: dict, field: str,
     assert isinstance(excinfo.value, zengin.TransferFileError)
 
 
+def test_a_my_number_shaped_value_is_never_echoed() -> None:
+    with pytest.raises(ValueError, match="customer_code_1") as excinfo:
+        zengin.data_records(one_transfer(customer_code_1=123456789018))
+    assert "123456789018" not in str(excinfo.value)
+    assert "withheld" in str(excinfo.value)
+
+
 def test_every_broken_rule_is_reported_at_once() -> None:
     bad = one_transfer(payee_name_kana="山田", amount_yen=0, account_number="123456789")
     with pytest.raises(zengin.TransferFileError) as excinfo:
