@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import resource
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -31,13 +34,15 @@ __all__ = ["FaultRates", "GenerateReport", "chunk_datasets", "generate"]
 CHUNKED_DATASETS = ("residents", "accounts", "applications", "wallets", "transactions")
 DEFAULT_CHUNK_HOUSEHOLDS = 200_000
 PARQUET_COMPRESSION = "zstd"
+PARQUET_COMPRESSION_LEVEL = 1  # a quarter faster to write than the default level, files ~10% larger
 
 
 class GenerateReport(NamedTuple):
     rows: dict[str, int]  # per dataset (residents includes planted copies)
     faults: dict[str, int]  # truth rows per fault kind (every kind present, 0 if none)
     chunks: int
-    seconds: float
+    seconds: float  # wall clock
+    cpu_seconds: float  # this process and its workers: residents / cpu_seconds is the per-core rate
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,22 @@ def chunk_datasets(seed: int, chunk_index: int, chunks: int, residents: int, fir
     )
 
 
+def write(frame: pl.DataFrame, path: Path) -> None:
+    frame.write_parquet(path, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL)
+
+
+def written_chunk(out: Path, seed: int, chunk_index: int, chunks: int, residents: int, first_key: int,
+                  rates: FaultRates, service_is_prepaid: np.ndarray) -> tuple[dict[str, int], pl.DataFrame]:
+    """Generate one chunk and write its parts; return its row counts and truth rows."""
+    datasets = chunk_datasets(seed, chunk_index, chunks, residents, first_key, rates, service_is_prepaid)
+    rows = {}
+    for name in CHUNKED_DATASETS:
+        frame: pl.DataFrame = getattr(datasets, name)
+        write(frame, out / name / f"part-{chunk_index:05d}.parquet")
+        rows[name] = frame.height
+    return rows, datasets.truth
+
+
 def _clear(out: Path) -> None:
     """Remove the files a previous run of the generator left (only those)."""
     for name in CHUNKED_DATASETS:
@@ -92,33 +113,42 @@ def _clear(out: Path) -> None:
 
 
 def generate(residents: int, seed: int, out: Path, rates: FaultRates | None = None,
-             chunk_households: int = DEFAULT_CHUNK_HOUSEHOLDS) -> GenerateReport:
-    """Write a synthetic input set of `residents` register rows (plus planted copies) to `out`."""
+             chunk_households: int = DEFAULT_CHUNK_HOUSEHOLDS, workers: int = 1) -> GenerateReport:
+    """Write a synthetic input set of `residents` register rows (plus planted copies) to `out`.
+
+    `workers` > 1 generates chunks in that many processes; the files are the same either way.
+    """
     if residents < 1:
         msg = f"residents must be at least 1, got {residents}"
         raise ValueError(msg)
     rates = rates or FaultRates()
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     out = Path(out)
     _clear(out)
     for name in (*CHUNKED_DATASETS, "truth"):
         (out / name).mkdir(parents=True, exist_ok=True)
     services = points.services(seed)
-    services.write_parquet(out / "services.parquet", compression=PARQUET_COMPRESSION)
+    write(services, out / "services.parquet")
     service_is_prepaid = (services["kind"] == "prepaid").to_numpy()
     sizes = chunk_residents(residents, chunk_households)
+    tasks = [(out, seed, index, len(sizes), size, index * sizes[0], rates, service_is_prepaid)
+             for index, size in enumerate(sizes)]
+    if workers > 1 and len(sizes) > 1:
+        # spawn, not fork: a forked child of a process that has used polars' thread pool can hang
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = list(pool.map(written_chunk, *zip(*tasks)))
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child_cpu = children.ru_utime + children.ru_stime
+    else:
+        results = [written_chunk(*task) for task in tasks]
+        child_cpu = 0.0
     rows: Counter[str] = Counter({"services": services.height})
-    truth_parts = []
-    for index, size in enumerate(sizes):
-        datasets = chunk_datasets(seed, index, len(sizes), size, index * sizes[0], rates, service_is_prepaid)
-        for name in CHUNKED_DATASETS:
-            frame: pl.DataFrame = getattr(datasets, name)
-            frame.write_parquet(out / name / f"part-{index:05d}.parquet", compression=PARQUET_COMPRESSION)
-            rows[name] += frame.height
-        truth_parts.append(datasets.truth)
-    truth = pl.concat(truth_parts).sort("fault", "household_id", "my_number", "application_id",
-                                         "wallet_id", "transaction_id", nulls_last=True)
-    truth.write_parquet(out / "truth" / "faults.parquet", compression=PARQUET_COMPRESSION)
+    for chunk_rows, _ in results:
+        rows.update(chunk_rows)
+    truth = pl.concat([chunk_truth for _, chunk_truth in results]).sort(
+        "fault", "household_id", "my_number", "application_id", "wallet_id", "transaction_id", nulls_last=True)
+    write(truth, out / "truth" / "faults.parquet")
     rows["truth"] = truth.height
     counts = dict(truth.group_by("fault").len().iter_rows())
     fault_counts = {kind: int(counts.get(kind, 0)) for kind in faults.ALL_FAULT_KINDS}
@@ -135,4 +165,5 @@ def generate(residents: int, seed: int, out: Path, rates: FaultRates | None = No
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return GenerateReport(rows=dict(sorted(rows.items())), faults=fault_counts, chunks=len(sizes),
-                          seconds=time.perf_counter() - began)
+                          seconds=time.perf_counter() - began,
+                          cpu_seconds=time.process_time() - began_cpu + child_cpu)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from engine import kernels, schemas
 from engine.synth import tables, vocabulary
@@ -204,14 +205,26 @@ def people(rng: np.random.Generator, residents: int, first_key: int, seed: int) 
 
 def dates(days: np.ndarray) -> pl.Series:
     """int32 days since 1970 (NO_DAY = null) as a polars Date series."""
-    return pl.Series(np.where(days == NO_DAY, 0, days).astype(np.int32)).cast(pl.Date).scatter(
-        np.flatnonzero(days == NO_DAY), None
-    )
+    missing = days == NO_DAY
+    return pl.Series(pa.array(days.astype(np.int32), type=pa.date32(), mask=missing if missing.any() else None))
+
+
+def household_order(register: People, households: Households) -> np.ndarray:
+    """Row order that puts the planted copies (appended at the end) after their household's
+    members: an O(n) insertion instead of a sort of the whole chunk."""
+    originals = households.size.sum()
+    copies = np.arange(originals, len(register))
+    target = register.household[copies]
+    by_target = np.argsort(target, kind="stable")
+    insert_at = (households.start + households.size)[target[by_target]]
+    return np.insert(np.arange(originals), insert_at, copies[by_target])
 
 
 def residents(register: People, households: Households) -> pl.DataFrame:
     """The register as the RESIDENTS contract, sorted by household (head first)."""
     names = vocabulary.names()
+    order = household_order(register, households)
+    register = People(**{name: values[order] for name, values in vars(register).items()})
     municipality = households.municipality[register.household]
     frame = pl.DataFrame(
         {
@@ -228,4 +241,4 @@ def residents(register: People, households: Households) -> pl.DataFrame:
             "died_on": dates(register.died_on),
         }
     )
-    return frame.sort("household_id", maintain_order=True).select(schemas.RESIDENTS.schema.names())
+    return frame.select(schemas.RESIDENTS.schema.names())
