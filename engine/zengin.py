@@ -249,12 +249,6 @@ def _checked_transfers(transfers: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
                         frame.filter(broken[column])[column].head(_MAX_EXAMPLES).to_list()]
             problems.append(
                 f"{column} {text}: {counts[column]:,} row(s), e.g. {examples}")
-    if frame.height > MAX_RECORDS:
-        problems.append(f"a file holds at most {MAX_RECORDS:,} data records, got {frame.height:,}")
-    if not problems:
-        total = int(frame["amount_yen"].sum())
-        if total > MAX_TOTAL_YEN:
-            problems.append(f"total amount must be at most {MAX_TOTAL_YEN:,} yen, got {total:,}")
     if problems:
         raise TransferFileError.from_problems(problems)
     return frame
@@ -272,7 +266,8 @@ def data_records(transfers: pl.LazyFrame | pl.DataFrame, *, new_code: str = "1")
     Input columns: bank_code, bank_name_kana, branch_code, branch_name_kana, account_type,
     account_number, payee_name_kana (already normalised), amount_yen (Int64), customer_code_1,
     customer_code_2 (digits or integers; null → spaces). Codes may be strings or integers.
-    Raises TransferFileError naming every broken field with examples.
+    Raises TransferFileError naming every broken field with examples. Any number of rows: the
+    per-file limits (999,999 records, ¥999,999,999,999) are checked by `trailer_record`.
     """
     _check_new_code(new_code)
     frame = _checked_transfers(transfers)
@@ -301,11 +296,12 @@ def transfer_file_bytes(
                f"the next one is {reference.next_bank_business_day(transfer_date).isoformat()}")
         raise TransferFileError.from_problems([msg])
     frame = _checked_transfers(transfers)
+    # File-level limits (trailer N(6) count, N(12) total) are checked before any record is built.
+    trailer = trailer_record(frame.height, int(frame["amount_yen"].sum()) if frame.height else 0)
     records = frame.select(data_record_expr(new_code=new_code)).to_series()
-    total_yen = int(frame["amount_yen"].sum()) if frame.height else 0
     head = header_record(remitter, transfer_date) + LINE_BREAK
     body = records.str.join(LINE_BREAK).item() + LINE_BREAK if frame.height else ""
-    tail = trailer_record(frame.height, total_yen) + LINE_BREAK + end_record()
+    tail = trailer + LINE_BREAK + end_record()
     if final_newline:
         tail += LINE_BREAK
     text = head + body + tail

@@ -274,6 +274,12 @@ def test_trailer_refuses_more_than_999999_records() -> None:
         zengin.trailer_record(1_000_000, 100_000)
 
 
+def test_data_records_are_not_limited_to_one_file() -> None:
+    # outputs builds one night's records at once and splits them into files afterwards.
+    rows = [{**DEVTURE_MUFG, "amount_yen": zengin.MAX_AMOUNT_YEN}] * 101
+    assert zengin.data_records(transfers_frame(rows)).len() == 101
+
+
 def test_missing_column_is_reported() -> None:
     with pytest.raises(ValueError, match=r"missing column\(s\): \['customer_code_2'\]"):
         zengin.data_records(one_transfer().drop("customer_code_2"))
