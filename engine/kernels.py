@@ -93,6 +93,8 @@ def _decode_utf8(data, start, stop, out):
     """Decode the UTF-8 bytes data[start:stop] into code points in out; return how many.
 
     Arrow guarantees valid UTF-8 in string arrays, so the lead byte gives the sequence length.
+    A sequence cut off by `stop` (only possible with malformed input) decodes as U+FFFD and ends
+    the row: nothing is ever read outside data[start:stop].
     """
     n = 0
     i = start
@@ -101,17 +103,17 @@ def _decode_utf8(data, start, stop, out):
         if b < 0x80:
             cp = b
             i += 1
-        elif b < 0xE0:
+        elif b < 0xE0 and i + 2 <= stop:
             cp = ((b & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F)
             i += 2
-        elif b < 0xF0:
+        elif b < 0xF0 and i + 3 <= stop:
             cp = (
                 ((b & 0x0F) << 12)
                 | ((np.int64(data[i + 1]) & 0x3F) << 6)
                 | (np.int64(data[i + 2]) & 0x3F)
             )
             i += 3
-        else:
+        elif b >= 0xF0 and i + 4 <= stop:
             cp = (
                 ((b & 0x07) << 18)
                 | ((np.int64(data[i + 1]) & 0x3F) << 12)
@@ -119,6 +121,9 @@ def _decode_utf8(data, start, stop, out):
                 | (np.int64(data[i + 3]) & 0x3F)
             )
             i += 4
+        else:  # a sequence cut off by stop: malformed input
+            out[n] = 0xFFFD
+            return n + 1
         out[n] = cp
         n += 1
     return n

@@ -380,6 +380,14 @@ def test_jaro_winkler_decodes_every_utf8_length() -> None:
     assert expected[1] == pytest.approx(2 / 3 + 0.1 / 3)  # 😀/😁 share 3 of 4 bytes
 
 
+def test_jaro_winkler_truncated_utf8_stays_inside_the_row() -> None:
+    # not producible by Arrow (it validates UTF-8), but the kernel must not read past a row
+    katakana_a = np.frombuffer("ア".encode(), dtype=np.uint8)  # E3 82 A2
+    cut = np.array([0, 2], dtype=np.int64)  # E3 82: a 3-byte sequence cut after 2 bytes
+    offsets_b, data_b = arrow_buffers(["\ufffd"])
+    assert kernels.jaro_winkler_pairs(cut, katakana_a, offsets_b, data_b)[0] == 1.0
+
+
 def test_jaro_winkler_accepts_writable_arrays() -> None:
     offsets_a, data_a = arrow_buffers(["MARTHA"])
     offsets_b, data_b = arrow_buffers(["MARHTA"])
