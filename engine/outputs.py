@@ -48,31 +48,40 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def remitter_for(municipality_code: str, cfg: ZenginConfig) -> zengin.Remitter:
-    """The paying municipality: its code as 依頼人コード and its kana name as 依頼人名."""
-    row = reference.municipalities().filter(pl.col("municipality_code") == municipality_code)
-    name = row["prefecture_kana"][0] + row["city_kana"][0] if row.height else municipality_code
-    return zengin.Remitter(
-        code=municipality_code.rjust(10, "0"),
-        name_kana=kana.normalize_kana(name)[:40],
-        bank_code=cfg.remitter_bank_code,
-        bank_name_kana=reference.bank_names()[cfg.remitter_bank_code],
-        branch_code=cfg.remitter_branch_code,
-        branch_name_kana=reference.branch_names()[(cfg.remitter_bank_code, cfg.remitter_branch_code)],
-        account_type=cfg.remitter_account_type,
-        account_number=cfg.remitter_account_number,
+def remitters(municipality_codes: list[str], cfg: ZenginConfig) -> dict[str, zengin.Remitter]:
+    """The paying municipality of each file: its code as 依頼人コード, its kana name as 依頼人名."""
+    names = dict(
+        reference.municipalities()
+        .filter(pl.col("municipality_code").is_in(pl.Series(municipality_codes, dtype=pl.String).implode()))
+        .select("municipality_code", pl.col("prefecture_kana") + pl.col("city_kana"))
+        .iter_rows()
     )
-
-
-def transfer_file_name(municipality_code: str, transfer_date: date, part: int) -> str:
-    return f"zengin/{transfer_date:%Y%m%d}/{municipality_code}-{part:03d}.txt"
+    bank_name = reference.bank_names()[cfg.remitter_bank_code]
+    branch_name = reference.branch_names()[(cfg.remitter_bank_code, cfg.remitter_branch_code)]
+    return {
+        code: zengin.Remitter(
+            code=code.rjust(10, "0"),
+            name_kana=kana.normalize_kana(names.get(code, code))[:40],
+            bank_code=cfg.remitter_bank_code,
+            bank_name_kana=bank_name,
+            branch_code=cfg.remitter_branch_code,
+            branch_name_kana=branch_name,
+            account_type=cfg.remitter_account_type,
+            account_number=cfg.remitter_account_number,
+        )
+        for code in municipality_codes
+    }
 
 
 def write_transfer_files(
     payouts: pl.DataFrame, out_dir: Path, transfer_date: date, cfg: ZenginConfig
 ) -> list[TransferFile]:
     """One 総合振込 file per municipality and transfer date (split into parts of at most
-    `max_records_per_file` records); `payouts` carries `transfer_file` naming each row's file."""
+    `max_records_per_file` records); `payouts` carries `transfer_file` naming each row's file.
+
+    Data records are built and checked once for the whole night (columnar); each file is then
+    its header, its records joined, its trailer and the end record.
+    """
     transfers = (
         payouts.join(reference.banks(), on="bank_code", how="left")
         .join(reference.branches(), on=["bank_code", "branch_code"], how="left")
@@ -80,20 +89,36 @@ def write_transfer_files(
             customer_code_1=pl.col("household_id"),  # 顧客コード1: the household, for the bank's returns
             customer_code_2=pl.lit(None, pl.Int64),
         )
+        .sort("transfer_file", "household_id")
     )
+    records = zengin.data_records(transfers)
+    files = (
+        transfers.select("transfer_file", "municipality_code", "amount_yen")
+        .with_columns(record=records)
+        .group_by("transfer_file", maintain_order=True)
+        .agg(
+            pl.col("municipality_code").first(),
+            pl.len().alias("records"),
+            pl.col("amount_yen").sum().alias("total_yen"),
+            pl.col("record").str.join(zengin.LINE_BREAK),
+        )
+    )
+    payers = remitters(files["municipality_code"].unique().to_list(), cfg)
     written = []
-    for (name,), rows in transfers.sort("transfer_file", "household_id").group_by(
-        "transfer_file", maintain_order=True
-    ):
-        municipality = rows["municipality_code"][0]
+    for name, municipality, count, total, body in files.iter_rows():
+        text = zengin.LINE_BREAK.join([
+            zengin.header_record(payers[municipality], transfer_date), body,
+            zengin.trailer_record(count, total), zengin.end_record(),
+        ]) + zengin.LINE_BREAK
+        data = text.encode("cp932")
+        if len(data) != (count + 3) * (zengin.RECORD_LENGTH + 2):
+            msg = f"{name}: a record is not 120 single-byte characters"
+            raise zengin.TransferFileError.from_problems([msg])
         path = out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = zengin.transfer_file_bytes(remitter_for(municipality, cfg), transfer_date, rows)
         path.write_bytes(data)
-        written.append(
-            TransferFile(path, municipality, transfer_date, rows.height, int(rows["amount_yen"].sum()),
-                         hashlib.sha256(data).hexdigest())
-        )
+        written.append(TransferFile(path, municipality, transfer_date, count, int(total),
+                                    hashlib.sha256(data).hexdigest()))
     return written
 
 

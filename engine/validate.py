@@ -58,8 +58,8 @@ def _bank_rules(prefix: str = "") -> dict[str, pl.Expr]:
             pl.col(c).is_null() for c in ("bank_code", "branch_code", "account_type",
                                           "account_number", "holder_name_kana")
         ),
-        "bank_unknown": ~bank.is_in(bank_codes),
-        "branch_unknown": ~pl.concat_str(bank, pl.lit("-"), branch).is_in(branch_keys),
+        "bank_unknown": ~bank.is_in(bank_codes.implode()),
+        "branch_unknown": ~pl.concat_str(bank, pl.lit("-"), branch).is_in(branch_keys.implode()),
         "account_format": ~pl.col("account_type").is_in(ACCOUNT_TYPES)
         | ~pl.col("account_number").str.contains(r"^\d{7}$"),
     }
@@ -116,7 +116,7 @@ def with_detail(checked: pl.LazyFrame) -> pl.LazyFrame:
 
 def _duplicate_key(keys: list[str]) -> pl.Expr:
     """True on every row but the first of each key (file order)."""
-    return pl.int_range(pl.len()).over(keys) > 0
+    return ~pl.struct(keys).is_first_distinct()
 
 
 def _has_null(*columns: str) -> pl.Expr:
@@ -150,7 +150,7 @@ def checked_residents(residents: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
         ),
         "my_number_check_digit": ~is_valid_my_number("my_number"),
         "municipality_check_digit": ~is_valid_municipality("municipality_code"),
-        "municipality_unknown": ~pl.col("municipality_code").is_in(municipality_codes),
+        "municipality_unknown": ~pl.col("municipality_code").is_in(municipality_codes.implode()),
         "invalid_value": ~pl.col("sex").is_in(["M", "F"]),
         "impossible_date": (
             ((pl.col("birth_date") > run_date) & (pl.col("registered_on") <= run_date))
@@ -190,9 +190,9 @@ def _latest_per_key(checked: pl.LazyFrame, *, key: str, order: str) -> pl.LazyFr
     usable = pl.col("reject_reason").is_null() & ~pl.col("is_pending")
     # one sortable integer: the date's day number, then the row position (rows < 2^40)
     recency = pl.col(order).cast(pl.Int64) * (1 << 40) + pl.col(ROW)
-    newest_first = recency.rank("ordinal", descending=True).over([key, usable])
+    newest = recency.max().over([key, usable])
     return checked.with_columns(
-        pl.when(usable & (newest_first > 1))
+        pl.when(usable & (recency != newest))
         .then(pl.lit("duplicate_key"))
         .otherwise(pl.col("reject_reason"))
         .alias("reject_reason")
