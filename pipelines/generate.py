@@ -146,7 +146,9 @@ def generate(residents: int, seed: int, out: Path, rates: FaultRates | None = No
     rows: Counter[str] = Counter({"services": services.height})
     for chunk_rows, _ in results:
         rows.update(chunk_rows)
-    truth = pl.concat([chunk_truth for _, chunk_truth in results]).sort(
+    planted = pl.concat([chunk_truth for _, chunk_truth in results])
+    namesakes = faults.coincidental_namesakes(pl.scan_parquet(out / "residents" / "*.parquet"), planted)
+    truth = pl.concat([planted, namesakes]).sort(
         "fault", "household_id", "my_number", "application_id", "wallet_id", "transaction_id", nulls_last=True)
     write(truth, out / "truth" / "faults.parquet")
     rows["truth"] = truth.height
@@ -161,7 +163,7 @@ def generate(residents: int, seed: int, out: Path, rates: FaultRates | None = No
         "rates": rates.model_dump(),
         "rows": dict(sorted(rows.items())),
         "faults": fault_counts,
-        "fault_outcomes": {**schemas.FAULT_KINDS, **faults.POINTS_FAULT_KINDS},
+        "fault_outcomes": {**schemas.FAULT_KINDS, **faults.POINTS_FAULT_KINDS, **faults.COINCIDENCE_FAULT_KINDS},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return GenerateReport(rows=dict(sorted(rows.items())), faults=fault_counts, chunks=len(sizes),

@@ -219,7 +219,7 @@ def applications(rng: np.random.Generator, register: People, households: Househo
                                np.ones(same.size, dtype=np.int64), np.zeros(conflicting.size, dtype=np.int64),
                                np.ones(conflicting.size, dtype=np.int64)])
     applicant = households.start[household]
-    applicant[regular.size : regular.size + not_head.size] = member_rows(rng, households, not_head)
+    applicant[regular.size : regular.size + not_head.size] = households.start[not_head] + 1  # the partner
     mail = rng.random(household.size) < tables.MAIL_SHARE
     mail[regular.size : regular.size + not_head.size] = False  # the online route let non-heads apply (§1.4 F7)
     both_routes = regular.size + not_head.size
@@ -254,9 +254,8 @@ def applications(rng: np.random.Generator, register: People, households: Househo
 
     household_id = households.household_id
     head_number = register.my_number[households.start]
-    by_id = dict(zip(("not_head", "same", "conflicting"), (not_head, same, conflicting)))
     truth = pl.concat([
-        truth_rows("applicant_not_head", "applications", household_id[by_id["not_head"]],
+        truth_rows("applicant_not_head", "applications", household_id[not_head],
                    register.my_number[applicant[regular.size : regular.size + not_head.size]],
                    household_id[not_head] * 10),
         truth_rows("duplicate_application_same_account", "applications", np.tile(household_id[same], 2),

@@ -25,7 +25,10 @@ POINTS_FAULT_KINDS = {
     "transaction_before_registration": "ignore:before_registration",
     "transaction_outside_window": "ignore:outside_window",
 }
-ALL_FAULT_KINDS = (*schemas.FAULT_KINDS, *POINTS_FAULT_KINDS)
+# not planted: different persons who happen to share kana name and birth date (real namesakes);
+# a correct engine holds them like a fuzzy duplicate, so the truth lists them too
+COINCIDENCE_FAULT_KINDS = {"coincidental_namesake": "hold:fuzzy_identity"}
+ALL_FAULT_KINDS = (*schemas.FAULT_KINDS, *POINTS_FAULT_KINDS, *COINCIDENCE_FAULT_KINDS)
 
 
 
@@ -301,3 +304,19 @@ def truth_rows(fault: str, dataset: str, household_id: np.ndarray | None = None,
         "wallet_id": _ids(wallet_id, rows),
         "transaction_id": _ids(transaction_id, rows),
     })
+
+
+def coincidental_namesakes(residents: pl.LazyFrame, planted: pl.DataFrame) -> pl.DataFrame:
+    """Truth rows for persons sharing family name, given name and birth date with a person of
+    another My Number, other than the planted fuzzy duplicates. Runs on the streaming engine."""
+    fuzzy = planted.filter(pl.col("fault") == "fuzzy_duplicate_person").select("household_id", "my_number")
+    key = ["family_name_kana", "given_name_kana", "birth_date"]
+    people = (
+        residents.select(*key, "household_id", "my_number")
+        .join(fuzzy.lazy(), on=["household_id", "my_number"], how="anti")
+        .unique(["my_number", *key])
+    )
+    shared = people.group_by(key).agg(pl.len().alias("persons")).filter(pl.col("persons") > 1).drop("persons")
+    rows = people.join(shared, on=key).select("household_id", "my_number").collect(engine="streaming")
+    return truth_rows("coincidental_namesake", "residents", rows["household_id"].to_numpy(),
+                      rows["my_number"].to_numpy())

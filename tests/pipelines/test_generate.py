@@ -123,6 +123,15 @@ def test_my_numbers_valid_and_unique_except_planted(generated) -> None:
     assert residents["household_id"].is_not_null().all()
 
 
+def test_persons_sharing_name_and_birth_date_are_all_in_the_truth(generated) -> None:
+    out, _ = generated
+    residents = read(out, "residents")
+    key = ["family_name_kana", "given_name_kana", "birth_date"]
+    shared = residents.unique(["my_number", *key]).filter(pl.len().over(key) > 1)
+    truth = pl.concat([truth_of(out, "fuzzy_duplicate_person"), truth_of(out, "coincidental_namesake")])
+    assert set(zip(shared["household_id"], shared["my_number"])) <= set(zip(truth["household_id"], truth["my_number"]))
+
+
 def test_dates_are_in_order(generated) -> None:
     residents = read(generated[0], "residents")
     assert (residents["registered_on"] >= residents["birth_date"]).all()
@@ -305,6 +314,7 @@ def test_planted_faults_come_at_about_their_rates(generated) -> None:
         assert 0.5 * expected <= report.faults[kind] <= 1.5 * expected, kind
     for kind in faults.POINTS_FAULT_KINDS:
         assert report.faults[kind] >= 5, kind
+    assert report.faults["coincidental_namesake"] < 0.001 * RESIDENTS
 
 
 def test_planted_households_are_payable_and_never_die_naturally(generated) -> None:
@@ -353,7 +363,7 @@ def test_fault_rates_are_strict_and_frozen() -> None:
 def test_zero_rates_plant_nothing(tmp_path: Path) -> None:
     rates = FaultRates(**{name: 0.0 for name in FaultRates.model_fields})
     report = generate(3_000, seed=2, out=tmp_path, rates=rates)
-    assert sum(report.faults.values()) == 0
+    assert sum(v for k, v in report.faults.items() if k != "coincidental_namesake") == 0
     residents = read(tmp_path, "residents")
     assert kernels.my_number_is_valid(residents["my_number"].to_numpy()).all()
     assert residents["my_number"].is_unique().all()
