@@ -100,6 +100,7 @@ def _decode_utf8(data, start, stop, out):
     i = start
     while i < stop:
         b = np.int64(data[i])
+        # a sequence too short for its lead byte fails its own test and all later ones
         if b < 0x80:
             cp = b
             i += 1
@@ -153,18 +154,18 @@ def _jaro_winkler(a, la, b, lb, matched_a, matched_b, prefix_scale, max_prefix):
                 break
     if matches == 0:
         return 0.0
-    # matched characters, read in order on both sides, that differ: each transposition counts 2
-    half_transpositions = 0
+    # matched characters read in order on both sides: t = (positions where they differ) / 2
+    out_of_order = 0
     j = 0
     for i in range(la):
         if matched_a[i]:
             while not matched_b[j]:
                 j += 1
             if a[i] != b[j]:
-                half_transpositions += 1
+                out_of_order += 1
             j += 1
     m = float(matches)
-    jaro = (m / la + m / lb + (m - half_transpositions / 2.0) / m) / 3.0
+    jaro = (m / la + m / lb + (m - out_of_order / 2.0) / m) / 3.0
     prefix = 0
     for i in range(min(max_prefix, la, lb)):
         if a[i] != b[i]:
