@@ -51,7 +51,12 @@ class ChecksConfig(Section):
     holder_name_min_similarity: float = Field(
         default=0.80, ge=0.0, le=1.0, description="Jaro-Winkler of normalised kana below this is held"
     )
-    fuzzy_name_min_similarity: float = Field(default=0.93, ge=0.5, le=1.0)
+    fuzzy_name_min_similarity: float = Field(
+        default=0.90, ge=0.5, le=1.0, description="Jaro-Winkler of the whole normalised name"
+    )
+    fuzzy_part_min_similarity: float = Field(
+        default=0.80, ge=0.0, le=1.0, description="and of the family and of the given name, each"
+    )
 
 
 class ValidateConfig(Section):

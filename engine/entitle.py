@@ -95,6 +95,11 @@ def payees(members: pl.LazyFrame) -> pl.LazyFrame:
     """The member who receives for each household: the head; if the head has died, the new head
     (the registry's is_head flag wins among the living, then the eldest living eligible member;
     実施要領, research §1.1)."""
+    registered_heads = (
+        members.filter(pl.col("is_head"))
+        .group_by("household_id")
+        .agg(pl.col("my_number").sort().first().alias("registered_head_my_number"))
+    )
     return (
         members.filter(pl.col("is_eligible") & pl.col("is_living"))
         .sort(["household_id", "is_head", "birth_date", ROW], descending=[False, True, False, False])
@@ -105,4 +110,5 @@ def payees(members: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("family_name_kana").first().alias("payee_family_name_kana"),
             pl.col("given_name_kana").first().alias("payee_given_name_kana"),
         )
+        .join(registered_heads, on="household_id", how="left")
     )

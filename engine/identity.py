@@ -19,15 +19,26 @@ from engine.config import ChecksConfig
 BLOCKING_PASSES = (("birth_date", "sex", "family_key"), ("birth_date", "sex", "given_key"))
 
 
+def name_key(expr: pl.Expr) -> pl.Expr:
+    """Normalised kana for matching: Zengin normalisation, no spaces, and the long vowel mark read
+    as ウ (ユー and ユウ, コー and コウ are one name written two ways)."""
+    return (
+        kana.normalize_kana_expr(expr)
+        .str.replace_all(" ", "", literal=True)
+        .str.replace_all("-", "ｳ", literal=True)
+    )
+
+
 def identity_keys(members: pl.LazyFrame) -> pl.LazyFrame:
     """Eligible members with the normalised name columns that blocking and scoring use."""
     return members.filter(pl.col("is_eligible")).select(
         "person_key", "my_number", "household_id", "birth_date", "sex",
-        kana.normalize_kana_expr(pl.col("family_name_kana")).str.replace_all(" ", "", literal=True)
-        .alias("family_key"),
-        kana.normalize_kana_expr(pl.col("given_name_kana")).str.replace_all(" ", "", literal=True)
-        .alias("given_key"),
+        name_key(pl.col("family_name_kana")).alias("family_key"),
+        name_key(pl.col("given_name_kana")).alias("given_key"),
     ).with_columns(name_key=pl.col("family_key") + pl.col("given_key"))
+
+
+CARRIED = ("person_key", "my_number", "household_id", "birth_date", "name_key", "family_key", "given_key")
 
 
 def candidate_pairs(keys: pl.LazyFrame) -> pl.LazyFrame:
@@ -35,28 +46,38 @@ def candidate_pairs(keys: pl.LazyFrame) -> pl.LazyFrame:
     households and with different My Numbers (the same number twice is a double registration)."""
     passes = []
     for block in BLOCKING_PASSES:
-        left = keys.select(*block, *[pl.col(c).alias(f"{c}_l") for c in
-                                     ("person_key", "my_number", "household_id", "name_key")])
-        right = keys.select(*block, *[pl.col(c).alias(f"{c}_r") for c in
-                                      ("person_key", "my_number", "household_id", "name_key")])
+        block_keys = [f"block_{i}" for i in range(len(block))]
+        sides = {
+            side: keys.select(
+                *[pl.col(c).alias(k) for c, k in zip(block, block_keys)],
+                *[pl.col(c).alias(f"{c}_{side}") for c in CARRIED],
+            )
+            for side in ("l", "r")
+        }
         passes.append(
-            left.join(right, on=list(block), how="inner")
+            sides["l"].join(sides["r"], on=block_keys, how="inner")
             .filter(
                 (pl.col("person_key_l") < pl.col("person_key_r"))
                 & (pl.col("household_id_l") != pl.col("household_id_r"))
                 & (pl.col("my_number_l") != pl.col("my_number_r"))
             )
-            .select("person_key_l", "person_key_r", "household_id_l", "household_id_r",
-                    "name_key_l", "name_key_r", "birth_date")
+            .select(f"{c}_{side}" for c in CARRIED if c != "my_number" for side in ("l", "r"))
         )
     return pl.concat(passes).unique(subset=["person_key_l", "person_key_r"], keep="first")
 
 
 def matches(pairs: pl.DataFrame, cfg: ChecksConfig) -> pl.DataFrame:
-    """Scored pairs at or above the fuzzy-name threshold."""
-    scores = similarity.jaro_winkler(pairs["name_key_l"], pairs["name_key_r"])
-    return pairs.with_columns(scores.alias("similarity")).filter(
-        pl.col("similarity") >= cfg.fuzzy_name_min_similarity
+    """Scored pairs: the whole name at or above `fuzzy_name_min_similarity`, and each half at
+    or above `fuzzy_part_min_similarity` (a shared family name alone must not carry a match:
+    ゴトウ リ and ゴトウ ナリコ are two people)."""
+    return pairs.with_columns(
+        similarity.jaro_winkler(pairs["name_key_l"], pairs["name_key_r"]).alias("similarity"),
+        similarity.jaro_winkler(pairs["family_key_l"], pairs["family_key_r"]).alias("family_similarity"),
+        similarity.jaro_winkler(pairs["given_key_l"], pairs["given_key_r"]).alias("given_similarity"),
+    ).filter(
+        (pl.col("similarity") >= cfg.fuzzy_name_min_similarity)
+        & (pl.col("family_similarity") >= cfg.fuzzy_part_min_similarity)
+        & (pl.col("given_similarity") >= cfg.fuzzy_part_min_similarity)
     )
 
 

@@ -25,15 +25,18 @@ def application_summary(applications: pl.LazyFrame, payees: pl.LazyFrame) -> pl.
 
     The earliest application's account (by received_on, then file order), the number of
     applications and of distinct accounts across them, and the online applications made by
-    someone other than the payee (the head): research §1.4 F7.
+    someone who is neither the registered head nor the payee (the new head, when the head has
+    died since applying): research §1.4 F7.
     """
     return (
-        applications.join(payees.select("household_id", "payee_my_number"), on="household_id", how="left")
+        applications.join(payees.select("household_id", "payee_my_number", "registered_head_my_number"),
+                          on="household_id", how="left")
         .with_columns(
             account_label().alias("account"),
             (
                 (pl.col("channel") == "online")
                 & (pl.col("applicant_my_number") != pl.col("payee_my_number")).fill_null(True)
+                & (pl.col("applicant_my_number") != pl.col("registered_head_my_number")).fill_null(True)
             ).alias("is_online_not_head"),
         )
         .sort(["household_id", "received_on", ROW])
