@@ -53,6 +53,7 @@ class ChunkDatasets:
     wallets: pl.DataFrame
     transactions: pl.DataFrame
     truth: pl.DataFrame
+    identities: pl.DataFrame  # identity_key, my_number, household_id: to find namesakes across chunks
 
 
 def chunk_residents(residents: int, chunk_households: int) -> list[int]:
@@ -84,6 +85,11 @@ def chunk_datasets(seed: int, chunk_index: int, chunks: int, residents: int, fir
         wallets=owned.frame,
         transactions=transactions,
         truth=truth.select(schemas.TRUTH_FAULTS.schema.names()),
+        identities=pl.DataFrame({
+            "identity_key": population.identity_keys(planted.register),
+            "my_number": planted.register.my_number,
+            "household_id": households.household_id[planted.register.household],
+        }),
     )
 
 
@@ -92,15 +98,16 @@ def write(frame: pl.DataFrame, path: Path) -> None:
 
 
 def written_chunk(out: Path, seed: int, chunk_index: int, chunks: int, residents: int, first_key: int,
-                  rates: FaultRates, service_is_prepaid: np.ndarray) -> tuple[dict[str, int], pl.DataFrame]:
-    """Generate one chunk and write its parts; return its row counts and truth rows."""
+                  rates: FaultRates, service_is_prepaid: np.ndarray) -> tuple[dict[str, int], ChunkDatasets]:
+    """Generate one chunk and write its parts; return its row counts, truth and identities."""
     datasets = chunk_datasets(seed, chunk_index, chunks, residents, first_key, rates, service_is_prepaid)
     rows = {}
     for name in CHUNKED_DATASETS:
         frame: pl.DataFrame = getattr(datasets, name)
         write(frame, out / name / f"part-{chunk_index:05d}.parquet")
         rows[name] = frame.height
-    return rows, datasets.truth
+    return rows, ChunkDatasets(*(pl.DataFrame() for _ in CHUNKED_DATASETS), truth=datasets.truth,
+                               identities=datasets.identities)
 
 
 def _clear(out: Path) -> None:
@@ -146,8 +153,8 @@ def generate(residents: int, seed: int, out: Path, rates: FaultRates | None = No
     rows: Counter[str] = Counter({"services": services.height})
     for chunk_rows, _ in results:
         rows.update(chunk_rows)
-    planted = pl.concat([chunk_truth for _, chunk_truth in results])
-    namesakes = faults.coincidental_namesakes(pl.scan_parquet(out / "residents" / "*.parquet"), planted)
+    planted = pl.concat([chunk.truth for _, chunk in results])
+    namesakes = faults.coincidental_namesakes(pl.concat([chunk.identities for _, chunk in results]), planted)
     truth = pl.concat([planted, namesakes]).sort(
         "fault", "household_id", "my_number", "application_id", "wallet_id", "transaction_id", nulls_last=True)
     write(truth, out / "truth" / "faults.parquet")

@@ -306,17 +306,26 @@ def truth_rows(fault: str, dataset: str, household_id: np.ndarray | None = None,
     })
 
 
-def coincidental_namesakes(residents: pl.LazyFrame, planted: pl.DataFrame) -> pl.DataFrame:
-    """Truth rows for persons sharing family name, given name and birth date with a person of
-    another My Number, other than the planted fuzzy duplicates. Runs on the streaming engine."""
+def coincidental_namesakes(identities: pl.DataFrame, planted: pl.DataFrame) -> pl.DataFrame:
+    """Truth rows for persons who share family name, given name and birth date with a person of
+    another My Number, other than the planted fuzzy duplicates.
+
+    `identities` has identity_key (population.identity_keys), my_number and household_id for every
+    register row of the whole run; one sort finds the repeated keys (no hash table of all rows).
+    """
+    key = identities["identity_key"].to_numpy()
+    order = np.argsort(key)
+    ordered = key[order]
+    repeated = np.zeros(key.size, dtype=bool)
+    same = ordered[1:] == ordered[:-1]
+    repeated[1:] |= same
+    repeated[:-1] |= same
     fuzzy = planted.filter(pl.col("fault") == "fuzzy_duplicate_person").select("household_id", "my_number")
-    key = ["family_name_kana", "given_name_kana", "birth_date"]
-    people = (
-        residents.select(*key, "household_id", "my_number")
-        .join(fuzzy.lazy(), on=["household_id", "my_number"], how="anti")
-        .unique(["my_number", *key])
+    rows = (
+        identities[np.sort(order[repeated])]
+        .join(fuzzy, on=["household_id", "my_number"], how="anti")
+        .unique(["identity_key", "my_number"], keep="first", maintain_order=True)
+        .filter(pl.len().over("identity_key") > 1)
     )
-    shared = people.group_by(key).agg(pl.len().alias("persons")).filter(pl.col("persons") > 1).drop("persons")
-    rows = people.join(shared, on=key).select("household_id", "my_number").collect(engine="streaming")
     return truth_rows("coincidental_namesake", "residents", rows["household_id"].to_numpy(),
                       rows["my_number"].to_numpy())

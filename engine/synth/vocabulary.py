@@ -41,6 +41,9 @@ class NameVocabulary:
     # given names, then a near-identical spelling of each (long vowel, enlarged small kana or
     # voicing): index g + given_count is the near spelling of name g
     given_with_near_katakana: pl.Series
+    # for each entry of given_with_near_katakana, the first entry with the same reading (アイ is
+    # both a male and a female name; a near spelling may be another name)
+    given_reading: np.ndarray
 
     @property
     def surname_count(self) -> int:
@@ -98,6 +101,10 @@ def names() -> NameVocabulary:
     male = sorted({jaconv.hira2kata(r[0]) for r in _dataset_rows("first_name_man_org.csv")})
     female = sorted({jaconv.hira2kata(r[0]) for r in _dataset_rows("first_name_woman_org.csv")})
     given = male + female
+    with_near = given + [near_spelling(g) for g in given]
+    first_index: dict[str, int] = {}
+    for index, reading in enumerate(with_near):
+        first_index.setdefault(reading, index)
     counts = surnames["count"].to_numpy().astype(np.float64)
     surname_list = surnames["katakana"].to_list()
     return NameVocabulary(
@@ -107,7 +114,8 @@ def names() -> NameVocabulary:
         male_given_count=len(male),
         surname_spellings=pl.Series(_spellings(surname_list), dtype=pl.String),
         given_spellings=pl.Series(_spellings(given), dtype=pl.String),
-        given_with_near_katakana=pl.Series(given + [near_spelling(g) for g in given], dtype=pl.String),
+        given_with_near_katakana=pl.Series(with_near, dtype=pl.String),
+        given_reading=np.array([first_index[g] for g in with_near], dtype=np.int64),
     )
 
 
