@@ -173,7 +173,8 @@ def people(rng: np.random.Generator, residents: int, first_key: int, seed: int) 
     # ceil: an age of exactly 18.0 years is a birth on 2002-04-27, an adult on the basis date
     birth_on = (tables.BASIS_DAY - np.ceil(age * DAYS_PER_YEAR)).astype(np.int32)
     born_here = rng.random(residents) < 0.4
-    moved_in = birth_on + np.floor(rng.random(residents) * (tables.BASIS_DAY - birth_on + 1))
+    # a move-in day from birth to the day before the basis date (a newborn of the basis date: that day)
+    moved_in = birth_on + np.floor(rng.random(residents) * np.maximum(tables.BASIS_DAY - birth_on, 1))
     surname = rng.choice(names.surname_count, size=count, p=names.surname_probability)
     male_given = rng.integers(0, names.male_given_count, residents)
     female_given = rng.integers(names.male_given_count, names.given_count, residents)
