@@ -145,8 +145,39 @@ def demo(
     except EngineError as exc:
         _fail(exc)
     print_summary(report)
-    out.print(f"\nexplore: python -c \"import duckdb; print(duckdb.connect('{report.run_dir}/analyst.duckdb')"
+    out.print(f"\nexplore: .venv/bin/python -c \"import duckdb; print(duckdb.connect('{report.run_dir}/analyst.duckdb')"
               ".sql('select status, count(*), sum(paid_yen) from households group by all'))\"")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Option("--run", help="the night's output folder, OUT/<date>")],
+    state: Annotated[Path, typer.Option(help="the state folder the night used")],
+    inputs: Annotated[Path, typer.Option(help="the generated inputs, with truth/")],
+) -> None:
+    """Precision and recall of every check against the generator's ground truth; also written
+    to the night's run.json under "evaluation"."""
+    import json
+
+    from engine import evaluate as evaluation
+
+    try:
+        scores = evaluation.evaluation(run_dir, state, inputs)
+    except EngineError as exc:
+        _fail(exc)
+    table = Table(title=f"detection quality of {run_dir}", title_justify="left")
+    for column in ("check", "kind", "truth", "flagged", "true positives", "precision", "recall"):
+        table.add_column(column, justify="left" if column in ("check", "kind") else "right", no_wrap=True)
+    for row in scores.iter_rows(named=True):
+        table.add_row(row["check"], row["kind"], f"{row['truth']:,}", f"{row['flagged']:,}",
+                      f"{row['true_positives']:,}", f"{row['precision']:.3f}", f"{row['recall']:.3f}")
+    out.print(table)
+    record_path = run_dir / "run.json"
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    record["evaluation"] = scores.to_dicts()
+    partial = record_path.with_name("run.json.partial")
+    partial.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.replace(record_path)
 
 
 def main() -> None:  # pragma: no cover - console entry point

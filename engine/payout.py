@@ -45,6 +45,8 @@ def application_summary(applications: pl.LazyFrame, payees: pl.LazyFrame) -> pl.
             *[pl.col(c).first().alias(f"application_{c}") for c in ACCOUNT_KEY],
             pl.col("holder_name_kana").first().alias("application_holder_name_kana"),
             pl.col("application_id").first().alias("application_id"),
+            (pl.col("applicant_my_number") == pl.col("registered_head_my_number")).first().fill_null(False)
+            .alias("is_application_by_registered_head"),
             pl.len().cast(pl.Int64).alias("applications"),
             pl.col("account").n_unique().cast(pl.Int64).alias("application_accounts"),
             pl.col("account").unique(maintain_order=True).str.join(", ").alias("application_account_list"),

@@ -1,0 +1,95 @@
+"""Evaluate: precision and recall of every check of a night against the generator's ground truth.
+
+A night's analyst tables (holds, rejects, persons, households) + the state folder (person keys)
++ the inputs' truth/faults → one row per check: truth cases, flagged cases, true positives,
+precision, recall. Runs in the secure zone (it reads My Numbers from the truth and the state to
+join them to surrogate keys) and prints only counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from engine import ingest, schemas
+from engine.errors import InputError
+
+# check name -> (truth fault kinds, how the engine flags it)
+HOLD_CHECKS = {
+    "double_registration": ("duplicate_registration",),
+    "fuzzy_identity": ("fuzzy_duplicate_person", "coincidental_namesake"),
+    "shared_account": ("shared_account",),
+    "holder_name_mismatch": ("holder_name_mismatch",),
+    "applicant_not_head": ("applicant_not_head",),
+    "conflicting_applications": ("conflicting_applications",),
+}
+NOT_ELIGIBLE_CHECKS = {
+    "born_after_basis": "born_after_basis",
+    "died_before_basis": "died_before_basis",
+    "not_registered_on_basis": "moved_out_before_basis",
+}
+EVALUATION = pl.Schema({
+    "check": pl.String, "kind": pl.String, "truth": pl.Int64, "flagged": pl.Int64,
+    "true_positives": pl.Int64, "precision": pl.Float64, "recall": pl.Float64,
+})
+
+
+def _score(check: str, kind: str, truth: set, flagged: set) -> dict:
+    hits = len(truth & flagged)
+    return {
+        "check": check, "kind": kind, "truth": len(truth), "flagged": len(flagged), "true_positives": hits,
+        "precision": hits / len(flagged) if flagged else (1.0 if not truth else 0.0),
+        "recall": hits / len(truth) if truth else 1.0,
+    }
+
+
+def evaluation(run_dir: Path, state_dir: Path, inputs_dir: Path) -> pl.DataFrame:
+    """Precision and recall per check (one row each), computed from the written outputs."""
+    truth_path = inputs_dir / "truth"
+    if not truth_path.exists():
+        msg = f"no ground truth in {truth_path}\n\nHint: evaluate a night run on `kyufu generate` data."
+        raise InputError(msg)
+    database = run_dir / "analyst.duckdb"
+    if not database.exists():
+        msg = f"no analyst database in {run_dir}\n\nHint: pass the night's folder, OUT/<date>."
+        raise InputError(msg)
+    truth = pl.read_parquet(truth_path)
+    keys = pl.read_parquet(state_dir / "persons.parquet")
+    with duckdb.connect(str(database), read_only=True) as con:
+        holds = con.sql("SELECT household_id, unnest(hold_reasons) AS reason FROM holds").pl()
+        rejects = con.sql("SELECT dataset, row_number, reason, household_id FROM rejects").pl()
+        persons = con.sql("SELECT person_key, not_eligible_reason FROM persons").pl()
+        households = con.sql("SELECT household_id, status FROM households").pl()
+        payouts = con.sql("SELECT household_id FROM payouts").pl()
+
+    def truth_of(*kinds: str, column: str = "household_id") -> set:
+        return set(truth.filter(pl.col("fault").is_in(kinds))[column].drop_nulls().to_list())
+
+    rows = []
+    for check, kinds in HOLD_CHECKS.items():
+        flagged = set(holds.filter(pl.col("reason") == check)["household_id"].to_list())
+        rows.append(_score(check, "hold", truth_of(*kinds), flagged))
+    # rejects: residents by household, accounts by the owner's My Number (row → number from input)
+    rejected_households = set(
+        rejects.filter((pl.col("dataset") == "residents") & (pl.col("reason") == "my_number_check_digit"))
+        ["household_id"].to_list()
+    )
+    rows.append(_score("my_number_check_digit", "reject", truth_of("invalid_my_number"), rejected_households))
+    found = ingest.scan(schemas.ACCOUNTS, inputs_dir)
+    accounts = found[0].select(ingest.ROW, "my_number").collect() if found else pl.DataFrame()
+    bank_rows = rejects.filter((pl.col("dataset") == "accounts") & (pl.col("reason") == "bank_unknown"))
+    flagged_owners = set(accounts.join(bank_rows, on=ingest.ROW)["my_number"].to_list()) if found else set()
+    rows.append(_score("bank_unknown", "reject", truth_of("unknown_bank", column="my_number"), flagged_owners))
+    # not eligible, by person
+    for reason, kind in NOT_ELIGIBLE_CHECKS.items():
+        flagged = set(persons.filter(pl.col("not_eligible_reason") == reason)["person_key"].to_list())
+        planted = truth.filter(pl.col("fault") == kind).join(keys, on="my_number", how="inner")
+        rows.append(_score(reason, "not_eligible", set(planted["person_key"].to_list()), flagged))
+    # a household applying twice with one account is paid, once
+    twice = truth_of("duplicate_application_same_account")
+    paid = set(households.filter(pl.col("status") == "paid")["household_id"].to_list())
+    paid_once = {h for h, n in payouts.group_by("household_id").len().iter_rows() if n == 1} & paid
+    rows.append(_score("paid_once", "paid", twice, paid_once & twice))
+    return pl.DataFrame(rows, schema=EVALUATION)
