@@ -20,9 +20,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from engine import entitle, payout, validate
+from engine import entitle, ingest, payout, schemas, validate
 from engine.config import RunConfig
-from pipelines import generate, nightly
+from engine.ingest import ROW
+from pipelines import generate
 
 SEED = 0
 # after the application period, as in tests/pipelines/test_generated_night.py: every application
@@ -56,26 +57,30 @@ class Night:
 
 
 def night_up_to_checks(inputs: Path, residents: int, cfg: RunConfig | None = None) -> Night:
-    """Run ingest → validate → persons → entitle → payees as nightly.run does, in memory.
+    """Run ingest → validate → persons → entitle → payees as pipelines/nightly.py does, in memory.
 
     The checkpoints nightly.run sinks to Parquet are collected into memory instead, so that a
     check benchmark reads ready tables and times only the check.
     """
     cfg = cfg or RunConfig()
-    scanned = nightly.plan_inputs(inputs)
-    residents_lf = validate.checked_residents(scanned["residents"][0], RUN_DATE).collect().lazy()
-    accounts = validate.checked_accounts(scanned["accounts"][0], RUN_DATE).collect().lazy()
+    scanned = {contract.name: ingest.scan(contract, inputs)[0]
+               for contract in (schemas.RESIDENTS, schemas.ACCOUNTS, schemas.APPLICATIONS)}
+    residents_lf = validate.checked_residents(scanned["residents"], RUN_DATE).collect().lazy()
+    accounts = validate.checked_accounts(scanned["accounts"], RUN_DATE).collect().lazy()
     household_ids = residents_lf.filter(pl.col("reject_reason").is_null()).select("household_id")
     applications = validate.checked_applications(
-        scanned["applications"][0], household_ids, RUN_DATE).collect().lazy()
+        scanned["applications"], household_ids, RUN_DATE).collect().lazy()
     valid_residents = residents_lf.filter(pl.col("reject_reason").is_null())
-    # a fresh state folder: every My Number gets a new key, in order of first appearance
-    with tempfile.TemporaryDirectory() as empty_state:
-        keys = nightly.person_keys(Path(empty_state), valid_residents)
+    # the first night's person keys (nightly.person_keys with an empty state): counters in order
+    # of each My Number's first appearance on the register
+    keys = (
+        valid_residents.group_by("my_number").agg(pl.col(ROW).min()).sort(ROW)
+        .select("my_number", person_key=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
+    )
     usable_accounts = accounts.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
     usable_applications = applications.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
     members = entitle.eligible_members(
-        valid_residents.join(keys.lazy(), on="my_number", how="left", maintain_order="left"),
+        valid_residents.join(keys, on="my_number", how="left", maintain_order="left"),
         entitle.declined_members(usable_applications),
         cfg.benefit,
     ).collect()
@@ -122,3 +127,28 @@ def night(request: pytest.FixtureRequest) -> Night:
     residents = request.param if hasattr(request, "param") else 100_000
     name = {100_000: "night_100k", 1_000_000: "night_1m", 10_000_000: "night_10m"}[residents]
     return request.getfixturevalue(name)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """After the benchmark tables: for each group that times a kernel against an alternative, the
+    ratio of their medians (alternative / kernel). Only when benchmarks were measured."""
+    session = getattr(terminalreporter.config, "_benchmarksession", None)
+    if session is None or session.disabled:
+        return
+    by_group: dict[str, dict[str, float]] = {}
+    for bench in session.benchmarks:
+        implementation = bench.extra_info.get("implementation")
+        if implementation and bench.stats:
+            by_group.setdefault(bench.group, {})[implementation] = bench.stats.median
+    lines = []
+    for group, medians in sorted(by_group.items()):
+        if "kernel" not in medians or len(medians) < 2:
+            continue
+        for name, median in sorted(medians.items()):
+            if name != "kernel":
+                lines.append(f"{group}: kernel {medians['kernel']:.4f} s, {name} {median:.4f} s, "
+                             f"{name} / kernel = {median / medians['kernel']:.1f}x")
+    if lines:
+        terminalreporter.write_sep("-", "kernel vs alternative (median seconds)")
+        for line in lines:
+            terminalreporter.write_line(line)
