@@ -63,7 +63,8 @@ def generate(
     out.print(table)
 
 
-def run_night(inputs: Path, state: Path, out_dir: Path, run_date: date, config: Path | None):
+def run_night(inputs: Path, state: Path, out_dir: Path, run_date: date, config: Path | None,
+              correction: str | None = None):
     from engine.config import load_config
     from pipelines import nightly
 
@@ -75,40 +76,47 @@ def run_night(inputs: Path, state: Path, out_dir: Path, run_date: date, config: 
         def on_stage(name: str) -> None:
             progress.update(task, description=f"night {run_date}: {name}")
 
-        return nightly.run(inputs, state, out_dir, run_date, cfg, on_stage=on_stage)
+        return nightly.run(inputs, state, out_dir, run_date, cfg, correction=correction, on_stage=on_stage)
 
 
 def print_summary(report) -> None:
     t = report.totals
     c = report.counts
-    table = Table(title=f"Kyufu night {report.run_date} → transfers on {report.transfer_date}",
-                  show_header=True, title_justify="left")
-    table.add_column("")
+    if report.mode == "rerun":
+        state = "published outputs identical" if report.unchanged else "outputs published again"
+        out.print(f"night {report.run_date} was run before with the same inputs: nothing changed ({state})")
+    title = f"Kyufu night {report.run_date} ({report.mode}) → transfers on {report.transfer_date}"
+    table = Table(title=title, show_header=True, title_justify="left")
+    table.add_column("households to date")
     table.add_column("households", justify="right")
     table.add_column("yen", justify="right")
     table.add_row("entitled", f"{c.get('households', 0) - c.get('households_not_payable', 0):,}",
                   f"¥{t['entitled_yen']:,}")
-    table.add_row("paid (Zengin files)", f"{c.get('households_paid', 0):,}", f"¥{t['paid_yen']:,}")
+    table.add_row("paid", f"{c.get('households_paid', 0):,}", f"¥{t['paid_yen']:,}")
+    table.add_row("  of which tonight (new Zengin payments)", f"{c.get('households_paid_tonight', 0):,}",
+                  f"¥{t['paid_tonight_yen']:,}")
     table.add_row("held for review", f"{c.get('households_held', 0):,}", f"¥{t['held_yen']:,}")
     table.add_row("awaiting application", f"{c.get('households_awaiting', 0):,}", f"¥{t['awaiting_yen']:,}")
+    table.add_row("denied", f"{c.get('households_denied', 0):,}", f"¥{t['denied_yen']:,}")
     table.add_row("not payable", f"{c.get('households_not_payable', 0):,}", "¥0")
     out.print(table)
-    rows = (
+    out.print(
         f"residents {c['residents_rows']:,} (rejected {c['residents_rejected']:,}), "
         f"accounts {c['accounts_rows']:,} (rejected {c['accounts_rejected']:,}, pending {c['accounts_pending']:,}), "
         f"applications {c['applications_rows']:,} (rejected {c['applications_rejected']:,}, "
         f"pending {c['applications_pending']:,})"
     )
-    out.print(rows)
     if report.holds_by_reason:
         out.print("holds: " + ", ".join(f"{k} {v:,}" for k, v in report.holds_by_reason.items()))
     if report.rejects_by_reason:
         out.print("rejects: " + ", ".join(f"{k} {v:,}" for k, v in report.rejects_by_reason.items()))
-    out.print(f"ledger: debits ¥{t['debit_yen']:,} = credits ¥{t['credit_yen']:,}; "
-              f"transfer files ¥{t['transfer_files_yen']:,} in {len(report.files):,} files")
+    reissued = f" (¥{t['reissued_yen']:,} re-issued from unsent files)" if t.get("reissued_yen") else ""
+    out.print(f"transfer files: ¥{t['transfer_files_yen']:,} in {len(report.files):,} files{reissued}; "
+              f"ledger tonight: debits ¥{t['ledger_debit_tonight_yen']:,} = credits "
+              f"¥{t['ledger_credit_tonight_yen']:,}; reconciled to the yen")
     seconds = sum(report.stage_seconds.values())
-    out.print(f"took {seconds:.1f} s; outputs in {report.run_dir}/ "
-              "(run.json, analyst.duckdb, zengin/)")
+    out.print(f"took {seconds:.1f} s; outputs in {report.run_dir}/ (run.json, analyst.duckdb, zengin/); "
+              f"state version {report.state_version}")
 
 
 @app.command()
@@ -118,12 +126,14 @@ def run(
     out_dir: Annotated[Path, typer.Option("--out", help="output folder; the night goes to OUT/<date>/")],
     run_date: Annotated[str, typer.Option("--date", help="the night's date, YYYY-MM-DD")],
     config: Annotated[Path | None, typer.Option(help="TOML file overriding the defaults")] = None,
+    correction: Annotated[str | None, typer.Option(
+        help="re-run a night whose inputs changed, paying only the difference; the reason is recorded")] = None,
 ) -> None:
     """Run one night: validate, entitle, resolve payees, check, write Zengin files, ledger,
-    analyst database and run record."""
+    analyst database and run record. The same date with the same inputs changes nothing."""
     day = _parse_date(run_date)
     try:
-        report = run_night(inputs, state, out_dir, day, config)
+        report = run_night(inputs, state, out_dir, day, config, correction)
     except EngineError as exc:
         _fail(exc)
     print_summary(report)
@@ -145,6 +155,7 @@ def demo(
     except EngineError as exc:
         _fail(exc)
     print_summary(report)
+    out.print(f"\nholds: .venv/bin/kyufu holds list --state {workdir / 'state'}")
     out.print(f"\nexplore: .venv/bin/python -c \"import duckdb; print(duckdb.connect('{report.run_dir}/analyst.duckdb')"
               ".sql('select status, count(*), sum(paid_yen) from households group by all'))\"")
 
@@ -178,6 +189,133 @@ def evaluate(
     partial = record_path.with_name("run.json.partial")
     partial.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     partial.replace(record_path)
+
+
+files_app = typer.Typer(no_args_is_help=True, help="Transfer files: list them, mark them sent.")
+holds_app = typer.Typer(no_args_is_help=True, help="Holds: list them, record decisions.")
+app.add_typer(files_app, name="files")
+app.add_typer(holds_app, name="holds")
+
+
+def _print_frame(frame, title: str) -> None:
+    table = Table(title=f"{title} ({frame.height:,})", title_justify="left")
+    for column in frame.columns:
+        table.add_column(column, overflow="fold")
+    for row in frame.head(200).iter_rows():
+        table.add_row(*["" if v is None else str(v) for v in row])
+    out.print(table)
+    if frame.height > 200:
+        out.print(f"… {frame.height - 200:,} more; use --csv FILE for all of them")
+
+
+@files_app.command("list")
+def files_list(
+    state: Annotated[Path, typer.Option(help="the state folder")],
+    status: Annotated[str | None, typer.Option(help="produced, sent or superseded")] = None,
+) -> None:
+    """List the transfer files the engine produced and whether they were sent."""
+    from pipelines import operations
+
+    try:
+        frame = operations.files(state, status)
+    except EngineError as exc:
+        _fail(exc)
+    _print_frame(frame.select("transfer_file", "transfer_date", "records", "total_yen", "status",
+                              "sent_on", "sent_by"), "transfer files")
+
+
+@files_app.command("sent")
+def files_sent(
+    names: Annotated[list[str], typer.Argument(help="files as listed by `kyufu files list`")],
+    state: Annotated[Path, typer.Option(help="the state folder")],
+    by: Annotated[str, typer.Option(help="who sent them")],
+    on: Annotated[str, typer.Option(help="when, YYYY-MM-DD")] = date.today().isoformat(),
+) -> None:
+    """Mark transfer files as sent to the bank: a sent file is never produced again."""
+    from pipelines import operations
+
+    try:
+        version = operations.mark_sent(state, names, by, _parse_date(on))
+    except EngineError as exc:
+        _fail(exc)
+    out.print(f"{len(names)} file(s) marked sent by {by} (state version {version.number})")
+
+
+@holds_app.command("list")
+def holds_list(
+    state: Annotated[Path, typer.Option(help="the state folder")],
+    status: Annotated[str, typer.Option(help="open, released, denied, cleared, or all")] = "open",
+    reason: Annotated[str | None, typer.Option(help="only holds with this reason code")] = None,
+    municipality: Annotated[str | None, typer.Option(help="only this municipality code")] = None,
+    csv: Annotated[Path | None, typer.Option(help="write all matching holds to this CSV file")] = None,
+    evidence: Annotated[bool, typer.Option(help="print each hold's evidence too")] = False,
+) -> None:
+    """List holds with their reasons, the decision in force, and (--evidence) the evidence."""
+    from pipelines import operations
+
+    try:
+        frame = operations.holds(state, status=None if status == "all" else status, reason=reason,
+                                 municipality=municipality)
+    except EngineError as exc:
+        _fail(exc)
+    shown = frame.select("hold_id", "household_id", "municipality_code", "amount_yen",
+                         pl_join("hold_reasons"), "status", "decision", "evidence")
+    if csv:
+        shown.write_csv(csv)
+        out.print(f"{frame.height:,} hold(s) written to {csv}")
+    elif evidence:
+        for hold_id, household, yen, text in shown.select("hold_id", "household_id", "amount_yen",
+                                                          "evidence").head(200).iter_rows():
+            out.print(f"[bold]{hold_id}[/] household {household}, ¥{yen:,}\n{text}\n", highlight=False)
+    else:
+        _print_frame(shown.drop("evidence"), "holds")
+
+
+def pl_join(column: str):
+    import polars as pl
+
+    return pl.col(column).list.join(",").alias(column)
+
+
+@holds_app.command("decide")
+def holds_decide(
+    state: Annotated[Path, typer.Option(help="the state folder")],
+    hold: Annotated[list[str] | None, typer.Option(help="hold id(s), e.g. HB-123")] = None,
+    decision: Annotated[str | None, typer.Option(help="release or deny")] = None,
+    by: Annotated[str | None, typer.Option(help="who decides")] = None,
+    note: Annotated[str, typer.Option(help="why")] = "",
+    on: Annotated[str, typer.Option(help="when, YYYY-MM-DD")] = date.today().isoformat(),
+    file: Annotated[Path | None, typer.Option(
+        help="a CSV or Parquet of decisions: hold_id, decision, decided_by, decided_on, note")] = None,
+) -> None:
+    """Record decisions on holds (append-only): a released hold is paid the next night, a denied
+    one is closed in the ledger."""
+    import polars as pl
+
+    from pipelines import operations
+
+    if file is not None:
+        try:
+            frame = pl.read_parquet(file) if file.suffix == ".parquet" else pl.read_csv(
+                file, schema_overrides={"decided_on": pl.Date, "note": pl.String})
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same error to the operator
+            console.print(f"[bold red]error:[/] cannot read decisions file {file}: {exc}")
+            raise typer.Exit(2) from None
+        source = str(file)
+    elif hold and decision and by:
+        frame = pl.DataFrame({"hold_id": hold, "decision": [decision] * len(hold),
+                              "decided_by": [by] * len(hold), "decided_on": [_parse_date(on)] * len(hold),
+                              "note": [note] * len(hold)})
+        source = "cli"
+    else:
+        console.print("[bold red]error:[/] give --hold, --decision and --by, or --file")
+        raise typer.Exit(2)
+    try:
+        version = operations.record_decisions(state, frame, source)
+    except EngineError as exc:
+        _fail(exc)
+    out.print(f"{frame.height} decision(s) recorded (state version {version.number}); "
+              "they take effect from the next night")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -112,3 +112,21 @@ def payees(members: pl.LazyFrame) -> pl.LazyFrame:
         )
         .join(registered_heads, on="household_id", how="left")
     )
+
+
+def without_paid_elsewhere(members: pl.LazyFrame, paid_persons: pl.LazyFrame) -> pl.LazyFrame:
+    """Members whose share was already paid with another household are not counted again: no
+    person is paid twice, whichever household they are registered in tonight."""
+    elsewhere = paid_persons.select("person_key", pl.col("household_id").alias("paid_household_id"))
+    return (
+        members.join(elsewhere, on="person_key", how="left", maintain_order="left")
+        .with_columns(is_paid_elsewhere=(pl.col("paid_household_id").is_not_null()
+                                         & (pl.col("paid_household_id") != pl.col("household_id"))))
+        .with_columns(
+            pl.when(pl.col("is_eligible") & pl.col("is_paid_elsewhere"))
+            .then(pl.lit("paid_in_another_household")).otherwise(pl.col("not_eligible_reason"))
+            .alias("not_eligible_reason"),
+            (pl.col("is_counted") & ~pl.col("is_paid_elsewhere")).alias("is_counted"),
+        )
+        .drop("paid_household_id", "is_paid_elsewhere")
+    )

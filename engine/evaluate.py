@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from engine import ingest, schemas
+from engine import ingest, schemas, state
 from engine.errors import InputError
 
 # check name -> (truth fault kinds, how the engine flags it)
@@ -56,7 +56,7 @@ def evaluation(run_dir: Path, state_dir: Path, inputs_dir: Path) -> pl.DataFrame
         msg = f"no analyst database in {run_dir}\n\nHint: pass the night's folder, OUT/<date>."
         raise InputError(msg)
     truth = pl.read_parquet(truth_path)
-    keys = pl.read_parquet(state_dir / "persons.parquet")
+    keys = state.Store(state_dir).head().table("persons")
     with duckdb.connect(str(database), read_only=True) as con:
         holds = con.sql("SELECT household_id, unnest(hold_reasons) AS reason FROM holds").pl()
         rejects = con.sql("SELECT dataset, row_number, reason, household_id FROM rejects").pl()

@@ -1,9 +1,10 @@
-"""Ledger: a double-entry journal of the night, and the reconciliation that must hold before
-anything is published.
+"""Ledger: the double-entry journal, and the reconciliation that must hold before anything is
+published.
 
-household outcomes → ledger_entries: for every household owed something, one journal entry of
-two lines: debit `benefit_expense`, credit the account of its outcome (`bank_transfers` when
-paid through a Zengin file, `held_payable`, `awaiting_payable`).
+old positions → new positions → ledger_lines: each household's balances (debit
+`benefit_expense` = what it is recognised as owed; credit `bank_transfers` = paid,
+`held_payable`, `awaiting_payable`, `benefit_denied`) balance by construction, so the lines that
+move a household from its old balances to its new ones balance too.
 """
 
 from __future__ import annotations
@@ -13,70 +14,81 @@ from datetime import date
 import polars as pl
 
 from engine.errors import ReconciliationError
+from engine.state import SCHEMAS
 
-CREDIT_ACCOUNT = {"paid": "bank_transfers", "held": "held_payable", "awaiting": "awaiting_payable"}
 EXPENSE = "benefit_expense"
+CREDIT_ACCOUNTS = ("bank_transfers", "held_payable", "awaiting_payable", "benefit_denied")
 
 
-def ledger_entries(outcomes: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
-    """Two lines per household with entitled_yen > 0; debits equal credits by construction,
-    and `check_balanced` proves it on the written data."""
-    owed = outcomes.filter(pl.col("entitled_yen") > 0).select(
+def _balances(frame: pl.DataFrame, prefix: str) -> pl.DataFrame:
+    return frame.select(
         "household_id",
-        "entitled_yen",
-        pl.col("status").replace_strict(CREDIT_ACCOUNT, return_dtype=pl.String).alias("credit_account"),
-        pl.coalesce("transfer_file", "hold_id", pl.lit("")).alias("reference"),
-        pl.format("B-{}-{}", pl.lit(run_date.isoformat()), pl.col("household_id")).alias("entry_id"),
+        pl.col("entitled_yen").alias(f"{prefix}{EXPENSE}"),
+        pl.col("paid_yen").alias(f"{prefix}bank_transfers"),
+        pl.when(pl.col("status") == "held").then(pl.col("entitled_yen") - pl.col("paid_yen")).otherwise(0)
+        .alias(f"{prefix}held_payable"),
+        pl.when(pl.col("status") == "awaiting").then(pl.col("entitled_yen") - pl.col("paid_yen")).otherwise(0)
+        .alias(f"{prefix}awaiting_payable"),
+        pl.col("denied_yen").alias(f"{prefix}benefit_denied"),
     )
-    debit = owed.select(
-        "entry_id", "household_id", pl.lit(EXPENSE).alias("account"),
-        pl.col("entitled_yen").alias("debit_yen"), pl.lit(0, pl.Int64).alias("credit_yen"), "reference",
-    )
-    credit = owed.select(
-        "entry_id", "household_id", pl.col("credit_account").alias("account"),
-        pl.lit(0, pl.Int64).alias("debit_yen"), pl.col("entitled_yen").alias("credit_yen"), "reference",
-    )
+
+
+def ledger_lines(old_positions: pl.DataFrame, new_positions: pl.DataFrame, run_date: date,
+                 references: pl.DataFrame) -> pl.DataFrame:
+    """Journal lines that move each household's balances from the old positions to the new.
+
+    Each household's balances (debit `benefit_expense` = what it is recognised as owed; credit
+    `bank_transfers` paid, `held_payable`, `awaiting_payable`, `benefit_denied`) balance by
+    construction, so the differences balance too: every entry's debits equal its credits.
+    """
+    accounts = [EXPENSE, *CREDIT_ACCOUNTS]
+    old = _balances(old_positions, "old_")
+    new = _balances(new_positions, "new_")
+    both = new.join(old, on="household_id", how="full", coalesce=True).fill_null(0)
+    deltas = both.select(
+        "household_id", *[(pl.col(f"new_{a}") - pl.col(f"old_{a}")).alias(a) for a in accounts]
+    ).unpivot(index="household_id", variable_name="account", value_name="delta").filter(pl.col("delta") != 0)
+    is_debit_side = pl.col("account") == EXPENSE
     return (
-        pl.concat([debit, credit])
-        .with_columns(run_date=pl.lit(run_date))
-        .select("run_date", "entry_id", "household_id", "account", "debit_yen", "credit_yen", "reference")
+        deltas.join(references, on="household_id", how="left")
+        .select(
+            pl.lit(run_date).alias("run_date"),
+            pl.format("B-{}-{}", pl.lit(run_date.isoformat()), "household_id").alias("entry_id"),
+            "household_id",
+            "account",
+            pl.when(is_debit_side == (pl.col("delta") > 0)).then(pl.col("delta").abs()).otherwise(0)
+            .cast(pl.Int64).alias("debit_yen"),
+            pl.when(is_debit_side != (pl.col("delta") > 0)).then(pl.col("delta").abs()).otherwise(0)
+            .cast(pl.Int64).alias("credit_yen"),
+            pl.col("reference").fill_null(""),
+        )
         .sort("household_id", "account")
+        .select(SCHEMAS["ledger"].names())
     )
 
-
-def ledger_totals(ledger: pl.LazyFrame) -> dict[str, int]:
-    """Debit and credit totals, and the credit of each outcome account, in yen."""
-    by_account = (
-        ledger.group_by("account")
-        .agg(pl.col("debit_yen").sum(), pl.col("credit_yen").sum())
-        .collect()
-    )
-    totals = {
-        "debit_yen": int(by_account["debit_yen"].sum()),
-        "credit_yen": int(by_account["credit_yen"].sum()),
-    }
-    for account, _debit, credit in by_account.sort("account").iter_rows():
-        totals[f"{account}_yen"] = int(credit) if account != EXPENSE else int(_debit)
-    return totals
 
 
 def check_balanced(figures: dict[str, int]) -> None:
-    """Raise ReconciliationError naming every pair of figures that disagree.
-
-    `figures` must hold: ledger debit_yen and credit_yen, entitled_yen, paid_yen, held_yen,
-    awaiting_yen (from the outcomes), ledger_bank_transfers_yen, ledger_held_payable_yen,
-    ledger_awaiting_payable_yen, transfer_files_yen (trailer sums of the written files).
-    """
+    """Raise ReconciliationError naming every pair of figures that disagree, to the yen: the
+    night's lines balance, the whole ledger balances, and it agrees with the households'
+    standing and with the transfer files (tonight's and every file still live)."""
+    f = figures
     pairs = [
-        ("ledger debits", figures["debit_yen"], "ledger credits", figures["credit_yen"]),
-        ("entitled", figures["entitled_yen"], "paid + held + awaiting",
-         figures["paid_yen"] + figures["held_yen"] + figures["awaiting_yen"]),
-        ("ledger debits", figures["debit_yen"], "entitled", figures["entitled_yen"]),
-        ("paid", figures["paid_yen"], "ledger bank_transfers", figures["ledger_bank_transfers_yen"]),
-        ("paid", figures["paid_yen"], "transfer files (trailer totals)", figures["transfer_files_yen"]),
-        ("held", figures["held_yen"], "ledger held_payable", figures["ledger_held_payable_yen"]),
-        ("awaiting", figures["awaiting_yen"], "ledger awaiting_payable",
-         figures["ledger_awaiting_payable_yen"]),
+        ("ledger debits tonight", f["ledger_debit_tonight_yen"], "ledger credits tonight",
+         f["ledger_credit_tonight_yen"]),
+        ("ledger debits", f["ledger_debit_yen"], "ledger credits", f["ledger_credit_yen"]),
+        ("entitled", f["entitled_yen"], "paid + held + awaiting + denied",
+         f["paid_yen"] + f["held_yen"] + f["awaiting_yen"] + f["denied_yen"]),
+        ("entitled", f["entitled_yen"], "ledger benefit_expense", f["ledger_expense_yen"]),
+        ("paid", f["paid_yen"], "ledger bank_transfers", f["ledger_bank_transfers_yen"]),
+        ("held", f["held_yen"], "ledger held_payable", f["ledger_held_payable_yen"]),
+        ("awaiting", f["awaiting_yen"], "ledger awaiting_payable", f["ledger_awaiting_payable_yen"]),
+        ("denied", f["denied_yen"], "ledger benefit_denied", f["ledger_denied_yen"]),
+        ("paid tonight", f["paid_tonight_yen"], "ledger bank_transfers tonight",
+         f["ledger_bank_transfers_tonight_yen"]),
+        ("paid tonight + re-issued", f["paid_tonight_yen"] + f["reissued_yen"],
+         "tonight's transfer files (trailer totals)", f["transfer_files_yen"]),
+        ("paid", f["paid_yen"], "transfer files not superseded", f["live_transfer_files_yen"]),
     ]
     wrong = [f"  {a} ¥{x:,} ≠ {b} ¥{y:,}" for a, x, b, y in pairs if x != y]
     if wrong:

@@ -25,8 +25,10 @@ ANALYST_TABLES = {
     "households": "every household: status and amounts (paid/held/awaiting/not_payable)",
     "persons": "every valid resident by surrogate person_key: eligibility and household status",
     "rejects": "rejected input rows: dataset, row number, reason",
-    "ledger": "double-entry journal of the night",
-    "runs": "one row per run: date, counts and yen totals",
+    "ledger": "double-entry journal: every line to date, by run date",
+    "runs": "one row per run: date, mode, fingerprint, counts and yen totals",
+    "files": "every transfer file produced: produced, sent or superseded",
+    "decisions": "every operator decision on a hold (append-only)",
 }
 
 

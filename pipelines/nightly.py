@@ -1,32 +1,42 @@
 """The nightly settlement run: registry, accounts and applications in; Zengin transfer files,
-ledger, analyst database and run record out.
+ledger, analyst database and run record out; the state folder carried to the next night.
 
-Stages materialise at checkpoints (Parquet in the run's staging folder); outputs are written to
-the staging folder and published with one rename once the night reconciles, so a failed night
-leaves no partial output and the state folder as it was.
+A night is identified by its date and its inputs (a fingerprint of every input file's checksum,
+the config and the date):
+- a new date runs from the state's head: it pays only what became payable, never a household
+  paid before, and re-issues payments from files that were produced but not marked sent;
+- the same date with the same inputs is a re-run: it is computed from the state as it was
+  before that night, reproduces the same outputs byte for byte and changes nothing;
+- the same date with other inputs is refused unless the operator asks for a correction run,
+  which pays only the difference and records why.
+
+Stages materialise at checkpoints (Parquet in the run's staging folder). Outputs are written to
+the staging folder; once the night reconciles, the state's new version is committed (one atomic
+rename) and the outputs are published (one rename). A run killed at any moment leaves the state
+as it was and no partial output, and can simply be run again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 
-from engine import checks, entitle, ingest, kana, ledger, outputs, payout, reference, schemas, validate
+from engine import (checks, entitle, ingest, kana, ledger, outputs, payout, reference, schemas, standing,
+                    state, validate)
 from engine.config import RunConfig, config_as_dict
 from engine.errors import ConfigError, InputError, StateError
 from engine.ingest import ROW
 
-STAGES = ("ingest", "validate", "persons", "entitle", "payees", "checks", "outcomes", "outputs",
-          "publish")
-PERSONS_STATE = "persons.parquet"
-RUNS_STATE = "runs.parquet"
+STAGES = ("ingest", "validate", "persons", "entitle", "payees", "checks", "standing", "outputs", "publish")
 
 
 @dataclass
@@ -35,6 +45,9 @@ class RunReport:
 
     run_date: date
     run_dir: Path
+    mode: str = "night"
+    fingerprint: str = ""
+    state_version: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=dict)
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
@@ -43,6 +56,7 @@ class RunReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     files: list[outputs.TransferFile] = field(default_factory=list)
     transfer_date: date | None = None
+    unchanged: bool = False  # a re-run that found its published outputs identical
 
 
 class _Stages:
@@ -56,11 +70,19 @@ class _Stages:
         self.current, self.started = name, time.perf_counter()
         if self.on_stage:
             self.on_stage(name)
+        _crash_point(name)
 
     def stop(self) -> None:
         if self.current:
             self.report.stage_seconds[self.current] = round(time.perf_counter() - self.started, 3)
             self.current = None
+
+
+def _crash_point(name: str) -> None:
+    """Test hook: KYUFU_CRASH_AT=<stage> kills the process with SIGKILL when the stage starts,
+    so that the crash tests can kill a real run at a known point."""
+    if os.environ.get("KYUFU_CRASH_AT") == name:
+        os.kill(os.getpid(), 9)
 
 
 def _sink(lf: pl.LazyFrame, path: Path, dataset: str | None = None) -> pl.LazyFrame:
@@ -75,15 +97,10 @@ def _sink(lf: pl.LazyFrame, path: Path, dataset: str | None = None) -> pl.LazyFr
     return pl.scan_parquet(path)
 
 
-def person_keys(state_dir: Path, residents: pl.LazyFrame) -> pl.DataFrame:
-    """The surrogate key of every My Number on the register: kept in the state folder, new
-    numbers get the next keys in order of first appearance in the register. Keys are counters,
-    with no derivation from the My Number (research §3.4)."""
-    known_path = state_dir / PERSONS_STATE
-    known = (
-        pl.read_parquet(known_path) if known_path.exists()
-        else pl.DataFrame(schema={"my_number": pl.Int64, "person_key": pl.Int64})
-    )
+def person_keys(known: pl.DataFrame, residents: pl.LazyFrame) -> pl.DataFrame:
+    """The surrogate key of every My Number on the register: kept in the state, new numbers get
+    the next keys in order of first appearance in the register. Keys are counters, with no
+    derivation from the My Number (research §3.4)."""
     seen = residents.group_by("my_number").agg(pl.col(ROW).min()).sort(ROW).collect()
     new = seen.join(known, on="my_number", how="anti")
     start = int(known["person_key"].max() or 0) + 1 if known.height else 1
@@ -110,30 +127,106 @@ def plan_inputs(inputs_dir: Path) -> dict[str, tuple[pl.LazyFrame, ingest.Source
     return scanned
 
 
+def fingerprint(input_record: dict, cfg: RunConfig, run_date: date) -> str:
+    """What identifies a night: the date, the config, and every input file's name and checksum
+    (names relative to the inputs folder, so moving the folder changes nothing)."""
+    files = sorted(
+        (name, Path(f["path"]).name, f["sha256"]) for name, entry in input_record.items() for f in entry["files"]
+    )
+    payload = json.dumps({"run_date": run_date.isoformat(), "config": config_as_dict(cfg), "inputs": files},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    mode: str  # night / rerun / correction
+    base: state.Version  # the state the night is computed from
+    folder: str  # the night's output folder name under OUT
+    reason: str = ""
+
+
+def _plan(store: state.Store, run_date: date, fp: str, correction: str | None) -> _Plan:
+    """Decide what kind of run this is, from the state's run history."""
+    head = store.head()
+    runs = head.table("runs")
+    same = runs.filter(pl.col("run_date") == run_date)
+    nights = same.filter(pl.col("mode") == "night")
+    later = runs.filter(pl.col("run_date") > run_date)
+    if correction is not None:
+        if nights.is_empty():
+            msg = f"there is no night {run_date} to correct\n\nHint: run the night without --correction."
+            raise StateError(msg)
+        if not correction.strip():
+            msg = "--correction needs a reason, recorded with the run"
+            raise StateError(msg)
+        k = same.filter(pl.col("mode") == "correction").height + 1
+        return _Plan("correction", head, f"{run_date.isoformat()}-correction-{k}", correction.strip())
+    if not nights.is_empty():
+        night = nights.row(0, named=True)
+        if night["fingerprint"] == fp:
+            base = store.version(store.version(night["version"]).info.get("parent") or 0)
+            return _Plan("rerun", base, run_date.isoformat())
+        msg = (
+            f"night {run_date} already ran with other inputs or config; nothing was done\n"
+            f"  then: {night['fingerprint'][:16]}…  now: {fp[:16]}…\n\n"
+            "Hint: to pay only the difference, run it again with --correction 'why'; the reason is recorded."
+        )
+        raise StateError(msg)
+    if not later.is_empty():
+        latest = later["run_date"].max()
+        msg = (f"night {run_date} comes before the latest night {latest}; nights run in date order\n\n"
+               "Hint: to change what an earlier night decided, use a correction run on the latest night.")
+        raise StateError(msg)
+    return _Plan("night", head, run_date.isoformat())
+
+
 def run(
     inputs_dir: Path,
     state_dir: Path,
     out_dir: Path,
     run_date: date,
     cfg: RunConfig,
+    *,
+    correction: str | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> RunReport:
-    """Run one night for `run_date`; publish OUT/<run_date>/ atomically; update the state."""
+    """Run one night for `run_date` and publish OUT/<folder>/ atomically (see the module doc)."""
     if run_date < cfg.benefit.basis_date:
         msg = f"run date {run_date} is before the basis date {cfg.benefit.basis_date}"
         raise ConfigError(msg)
-    final_dir = out_dir / run_date.isoformat()
-    staging = out_dir / f".{run_date.isoformat()}.partial-{os.getpid()}"
-    work = staging / "_checkpoints"
-    report = RunReport(run_date=run_date, run_dir=final_dir)
+    store = state.Store(state_dir)
+    store.clean()
+    report = RunReport(run_date=run_date, run_dir=out_dir / run_date.isoformat())
     stages = _Stages(report, on_stage)
     created_out_dir = not out_dir.exists()
+    staging = out_dir / f".{run_date.isoformat()}.partial-{os.getpid()}"
     try:
-        _run(inputs_dir, state_dir, staging, work, run_date, cfg, report, stages)
+        _clean_staging(out_dir)
+        stages.start("ingest")
+        scanned = plan_inputs(inputs_dir)
+        input_record = {
+            name: {"path": str(source.path), "files": ingest.file_checksums(source)}
+            for name, (_, source) in scanned.items()
+        }
+        report.fingerprint = fingerprint(input_record, cfg, run_date)
+        plan = _plan(store, run_date, report.fingerprint, correction)
+        report.mode, report.run_dir = plan.mode, out_dir / plan.folder
+        head = store.head()
+        tables = _compute(scanned, input_record, plan, staging, run_date, cfg, report, stages)
         stages.start("publish")
-        shutil.rmtree(work)
-        _commit_state(staging / "_state", state_dir)
-        _publish(staging, final_dir)
+        shutil.rmtree(staging / "_checkpoints")
+        if plan.mode == "rerun":
+            _republish(staging, report, store.head().table("files"), plan.folder)
+            report.state_version = head.number
+        else:
+            version = store.commit(head, tables, {
+                "kind": plan.mode, "run_date": run_date.isoformat(), "fingerprint": report.fingerprint,
+                "reason": plan.reason, "folder": plan.folder,
+            })
+            report.state_version = version.number
+            _crash_point("after-commit")
+            _publish(staging, report.run_dir)
         stages.stop()
     finally:
         if staging.exists():
@@ -143,8 +236,17 @@ def run(
     return report
 
 
+def _clean_staging(out_dir: Path) -> None:
+    """Remove staging folders left by killed runs."""
+    if out_dir.exists():
+        for path in out_dir.glob(".*.partial-*"):
+            shutil.rmtree(path, ignore_errors=True)
+        for path in out_dir.glob(".*.old-*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _publish(staging: Path, final_dir: Path) -> None:
-    """Replace OUT/<date>/ by the staged folder with renames (each atomic on one filesystem)."""
+    """Replace OUT/<folder>/ by the staged folder with renames (each atomic on one filesystem)."""
     if final_dir.exists():
         old = final_dir.with_name(f".{final_dir.name}.old-{os.getpid()}")
         final_dir.rename(old)
@@ -154,27 +256,33 @@ def _publish(staging: Path, final_dir: Path) -> None:
         staging.rename(final_dir)
 
 
-def _commit_state(staged: Path, state_dir: Path) -> None:
-    """Move the night's state tables into the state folder, one atomic replace each."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted(staged.iterdir()):
-        os.replace(path, state_dir / path.name)
-    staged.rmdir()
+def _republish(staging: Path, report: RunReport, files: pl.DataFrame, folder: str) -> None:
+    """A re-run: keep the published night if it is identical; publish it again if it is missing
+    or damaged, unless one of its transfer files was sent (a sent file is never produced again)."""
+    final_dir = report.run_dir
+    deterministic = [p.relative_to(staging) for p in sorted(staging.rglob("*"))
+                     if p.is_file() and p.name not in ("analyst.duckdb", "timings.json")]
+    if final_dir.exists() and all(
+        (final_dir / rel).exists() and (final_dir / rel).read_bytes() == (staging / rel).read_bytes()
+        for rel in deterministic
+    ):
+        report.unchanged = True
+        return
+    sent = files.filter((pl.col("status") == "sent") & pl.col("transfer_file").str.starts_with(f"{folder}/"))
+    if sent.height:
+        msg = (f"night {report.run_date} was run again with the same inputs, its published outputs are "
+               f"missing or differ, and {sent.height} of its transfer files were sent: they are not "
+               "produced again; nothing was done\n\nHint: restore the night's folder from the backup.")
+        raise StateError(msg)
+    _publish(staging, final_dir)
 
 
-def _run(inputs_dir, state_dir, staging, work, run_date, cfg, report, stages) -> None:
-    started_at = datetime.now(timezone.utc)
-    if staging.exists():
-        shutil.rmtree(staging)
+def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, cfg: RunConfig,
+             report: RunReport, stages: _Stages) -> dict[str, pl.DataFrame]:
+    """The night itself: writes the outputs into `staging`, returns the state's new tables."""
+    base = plan.base
+    work = staging / "_checkpoints"
     work.mkdir(parents=True)
-
-    # ---- ingest: contracts checked on metadata, every input's checksum recorded ----------------
-    stages.start("ingest")
-    scanned = plan_inputs(inputs_dir)
-    input_record = {
-        name: {"path": str(source.path), "files": ingest.file_checksums(source)}
-        for name, (_, source) in scanned.items()
-    }
 
     # ---- validate: reject_reason per row, checkpointed ---------------------------------------
     stages.start("validate")
@@ -187,46 +295,43 @@ def _run(inputs_dir, state_dir, staging, work, run_date, cfg, report, stages) ->
         validate.checked_applications(scanned["applications"][0], household_ids, run_date),
         work / "01_validate" / "applications.parquet", "applications",
     )
-    for name in ("services", "wallets", "transactions"):
-        if name in scanned:  # Mynapoint inputs: read once so that a corrupt file fails tonight
-            _sink(scanned[name][0], work / "01_validate" / f"{name}.parquet", name)
-    rejected = pl.concat(
-        [
-            validate.rejects(residents, "residents", ["household_id"]).with_columns(
-                application_id=pl.lit(None, pl.Int64)),
-            validate.rejects(accounts, "accounts", []).with_columns(
-                household_id=pl.lit(None, pl.Int64), application_id=pl.lit(None, pl.Int64)),
-            validate.rejects(applications, "applications", ["household_id", "application_id"]),
-        ],
-        how="diagonal_relaxed",
-    ).select("dataset", ROW, "reason", "detail", "household_id", "application_id")
     rejects_path = work / "02_tables" / "rejects.parquet"
-    rejected = _sink(rejected, rejects_path)
+    rejected = _sink(
+        pl.concat(
+            [
+                validate.rejects(residents, "residents", ["household_id"]),
+                validate.rejects(accounts, "accounts", []),
+                validate.rejects(applications, "applications", ["household_id", "application_id"]),
+            ],
+            how="diagonal_relaxed",
+        ).select("dataset", ROW, "reason", "detail", "household_id", "application_id"),
+        rejects_path,
+    )
     summary = validate.reject_summary(rejected)
     rows = {
         name: frame.select(pl.len()).collect().item()
         for name, frame in (("residents", residents), ("accounts", accounts), ("applications", applications))
     }
-    pending = {
-        name: frame.filter(pl.col("is_pending") & pl.col("reject_reason").is_null()).select(pl.len()).collect().item()
-        for name, frame in (("accounts", accounts), ("applications", applications))
-    }
     paths = {name: str(source.path) for name, (_, source) in scanned.items()}
     validate.enforce_reject_ratio(rows, paths, summary, cfg.validate_.max_reject_ratio)
-    report.rejects_by_reason = {f"{d}.{r}": int(n) for d, r, n in summary.select("dataset", "reason", "rows").iter_rows()}
+    report.rejects_by_reason = {
+        f"{d}.{r}": int(n) for d, r, n in summary.select("dataset", "reason", "rows").iter_rows()
+    }
     for name, n in rows.items():
         report.counts[f"{name}_rows"] = n
         report.counts[f"{name}_rejected"] = int(summary.filter(pl.col("dataset") == name)["rows"].sum())
-    for name, n in pending.items():
-        report.counts[f"{name}_pending"] = n
+    for name, frame in (("accounts", accounts), ("applications", applications)):
+        report.counts[f"{name}_pending"] = (
+            frame.filter(pl.col("is_pending") & pl.col("reject_reason").is_null()).select(pl.len()).collect().item()
+        )
 
-    # ---- persons: surrogate keys from the state folder ---------------------------------------
+    # ---- persons: surrogate keys from the state ----------------------------------------------
     stages.start("persons")
     valid_residents = residents.filter(pl.col("reject_reason").is_null())
-    keys = person_keys(state_dir, valid_residents)
-    keys.write_parquet(staging / "_state" / PERSONS_STATE, mkdir=True)
+    keys = person_keys(base.table("persons"), valid_residents)
     usable_accounts = accounts.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
     usable_applications = applications.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
+    decisions = _decisions(base.table("decisions"), scanned, run_date)
 
     # ---- entitle ------------------------------------------------------------------------------
     stages.start("entitle")
@@ -235,7 +340,7 @@ def _run(inputs_dir, state_dir, staging, work, run_date, cfg, report, stages) ->
             valid_residents.join(keys.lazy(), on="my_number", how="left", maintain_order="left"),
             entitle.declined_members(usable_applications),
             cfg.benefit,
-        ),
+        ).pipe(entitle.without_paid_elsewhere, base.scan("paid_persons")),
         work / "03_entitle" / "members.parquet",
     )
     households = _sink(entitle.household_entitlements(members, cfg.benefit),
@@ -251,136 +356,251 @@ def _run(inputs_dir, state_dir, staging, work, run_date, cfg, report, stages) ->
     checked, compared_pairs = checks.with_holds(resolved, members, cfg.checks)
     report.counts["identity_pairs_compared"] = compared_pairs
 
-    # ---- outcomes: status per household, transfer files, ledger --------------------------------
-    stages.start("outcomes")
+    # ---- standing: status against earlier nights, payments, files, ledger ---------------------
+    stages.start("standing")
     transfer_date = reference.next_bank_business_day(run_date)
     report.transfer_date = transfer_date
-    outcomes = _outcomes(households, checked, transfer_date, cfg)
-    outcomes_path = work / "04_outcomes" / "households.parquet"
-    outcomes.write_parquet(outcomes_path, mkdir=True)
-    tables = _analyst_tables(outcomes, members, rejects_path, run_date, work)
-    ledger_lf = pl.scan_parquet(tables["ledger"])
+    tonight = households.collect().join(
+        checked.drop([c for c in checked.columns
+                      if c in households.collect_schema().names() and c != "household_id"]),
+        on="household_id", how="left",
+    )
+    decided = standing.standing(tonight, base.table("positions"), decisions,
+                                correction=plan.mode == "correction")
+    new_payments = decided.filter(pl.col("pay_tonight_yen") > 0).select(
+        "household_id", pl.col("pay_tonight_yen").alias("amount_yen"), "payee_person_key", "municipality_code",
+        *payout.ACCOUNT_KEY, kana.zengin_name_expr(pl.col("holder_name_kana")).alias("payee_name_kana"),
+        pl.lit(run_date).alias("paid_on"),
+        pl.when(pl.col("paid_before_yen") > 0).then(pl.lit("correction")).otherwise(pl.lit("first")).alias("kind"),
+    )
+    reissued = standing.reissued_payments(base.table("payments"), base.table("files")).drop("transfer_file")
+    in_files = _with_transfer_files(
+        pl.concat([new_payments, reissued.with_columns(kind=pl.lit("reissue"))], how="vertical_relaxed"),
+        transfer_date, cfg.zengin.max_records_per_file,
+    )
+    report.files = outputs.write_transfer_files(in_files, staging, transfer_date, cfg.zengin)
+    key = pl.lit(f"{plan.folder}/") + pl.col("transfer_file")
+    payments_after = pl.concat(
+        [
+            base.table("payments").join(reissued.select("household_id", "paid_on"),
+                                        on=["household_id", "paid_on"], how="anti"),
+            in_files.with_columns(key.alias("transfer_file")).select(state.SCHEMAS["payments"].names()),
+        ],
+        how="vertical_relaxed",
+    ).sort("household_id", "paid_on")
+    files_tonight = pl.DataFrame(
+        [{"transfer_file": f"{plan.folder}/{f.path.relative_to(staging)}", "produced_on": run_date,
+          "transfer_date": transfer_date, "municipality_code": f.municipality_code, "records": f.records,
+          "total_yen": f.total_yen, "sha256": f.sha256, "status": "produced", "sent_on": None,
+          "sent_by": None, "superseded_by_run": None} for f in report.files],
+        schema=state.SCHEMAS["files"],
+    )
+    files_after = standing.files_after(base.table("files"), files_tonight, run_date)
+    positions_after = standing.positions_after(decided, run_date)
+    references = pl.concat([
+        in_files.filter(pl.col("kind") != "reissue").select(
+            "household_id", (key).alias("reference")),
+        decided.filter(pl.col("status").is_in(["held", "denied"])).select("household_id", pl.col("hold_id").alias("reference")),
+    ]).unique("household_id", keep="first")
+    lines = ledger.ledger_lines(base.table("positions"), positions_after, run_date, references)
+    ledger_after = pl.concat([base.table("ledger"), lines], how="vertical_relaxed")
+    paid_persons_after = pl.concat([
+        base.table("paid_persons"),
+        members.filter(pl.col("is_counted")).select("person_key", "household_id").collect()
+        .join(new_payments.select("household_id", "paid_on"), on="household_id")
+        .join(base.table("paid_persons"), on=["person_key", "household_id"], how="anti"),
+    ], how="vertical_relaxed")
+    holds_after = standing.holds_after(base.table("holds"), decided, run_date)
 
-    # ---- outputs: files, reconciliation, database, run record ---------------------------------
+    figures = _reconcile(decided, lines, ledger_after, files_after, report.files, new_payments, reissued)
+    report.totals = figures
+    _count(report, decided, members)
+
+    # ---- outputs: database, run record -------------------------------------------------------
     stages.start("outputs")
-    payouts = pl.read_parquet(tables["payouts"])
-    report.files = outputs.write_transfer_files(payouts, staging, transfer_date, cfg.zengin)
-    totals = _totals(outcomes)
-    lt = ledger.ledger_totals(ledger_lf)
-    figures = {
-        **totals,
-        "debit_yen": lt["debit_yen"],
-        "credit_yen": lt["credit_yen"],
-        "ledger_bank_transfers_yen": lt.get("bank_transfers_yen", 0),
-        "ledger_held_payable_yen": lt.get("held_payable_yen", 0),
-        "ledger_awaiting_payable_yen": lt.get("awaiting_payable_yen", 0),
-        "transfer_files_yen": sum(f.total_yen for f in report.files),
-    }
-    ledger.check_balanced(figures)
-    report.totals = {k: figures[k] for k in ("entitled_yen", "paid_yen", "held_yen", "awaiting_yen",
-                                             "transfer_files_yen", "debit_yen", "credit_yen")}
-    _count_outcomes(report, outcomes, members, checked)
-    runs_row = _runs_row(report, started_at)
-    runs_history = _runs_history(state_dir, runs_row, run_date)
-    runs_path = work / "02_tables" / "runs.parquet"
-    runs_history.write_parquet(runs_path)
-    runs_history.write_parquet(staging / "_state" / RUNS_STATE)
-    tables["runs"] = runs_path
+    runs_after = _runs_after(base.table("runs"), report, plan, base)
+    tables = _analyst_tables(
+        work, run_date, decided=decided, in_files=in_files, members=members, rejects_path=rejects_path,
+        holds=holds_after, ledger_all=ledger_after, runs=runs_after, files=files_after, decisions=decisions,
+    )
     database = staging / "analyst.duckdb"
     outputs.write_duckdb(database, tables)
     record = {
         "run_date": run_date.isoformat(),
+        "mode": "night" if plan.mode == "rerun" else plan.mode,  # a re-run reproduces its night
+        "reason": plan.reason or None,
+        "fingerprint": report.fingerprint,
         "transfer_date": transfer_date.isoformat(),
-        "started_at": started_at.isoformat(timespec="seconds"),
+        "state": {"computed_from_version": base.number, "commits_version": base.number + 1},
         "engine": {"polars": pl.__version__, "bank_master": reference.bank_version()},
-        "inputs": input_record,
+        "inputs": {name: {"path": entry["path"], "files": [
+            {**f, "path": str(Path(f["path"]).relative_to(Path(entry["path"]).parent))} for f in entry["files"]]}
+            for name, entry in input_record.items()},
         "config": config_as_dict(cfg),
         "counts": report.counts,
         "rejects_by_reason": report.rejects_by_reason,
         "not_eligible_by_reason": report.not_eligible_by_reason,
         "holds_by_reason": report.holds_by_reason,
         "totals_yen": report.totals,
-        "stage_seconds": report.stage_seconds,
         "outputs": {
-            "analyst_database": {"path": str(report.run_dir / database.name),
-                                 "sha256": outputs.sha256_of(database)},
+            "analyst_database": {
+                "path": "analyst.duckdb",
+                "tables": {name: {"rows": pl.scan_parquet(path).select(pl.len()).collect().item(),
+                                  "sha256": outputs.sha256_of(path)} for name, path in tables.items()},
+            },
             "transfer_files": [
-                {"path": str(report.run_dir / f.path.relative_to(staging)),
-                 "municipality_code": f.municipality_code, "transfer_date": f.transfer_date.isoformat(),
-                 "records": f.records, "total_yen": f.total_yen, "sha256": f.sha256}
+                {"path": str(f.path.relative_to(staging)), "municipality_code": f.municipality_code,
+                 "transfer_date": f.transfer_date.isoformat(), "records": f.records,
+                 "total_yen": f.total_yen, "sha256": f.sha256}
                 for f in report.files
             ],
         },
     }
     outputs.write_run_record(staging / "run.json", record)
+    stages.stop()
+    outputs.write_run_record(staging / "timings.json", {"stage_seconds": report.stage_seconds})
+    return {
+        "persons": keys, "positions": positions_after, "payments": payments_after,
+        "paid_persons": paid_persons_after, "files": files_after, "holds": holds_after,
+        "decisions": decisions, "ledger": ledger_after, "runs": runs_after,
+    }
 
 
-def _outcomes(households: pl.LazyFrame, checked: pl.DataFrame, transfer_date: date,
-              cfg: RunConfig) -> pl.DataFrame:
-    """Every household with its status: paid, held, awaiting or not_payable, and for the paid
-    ones the transfer file (per municipality, parts of at most max_records_per_file)."""
-    household_columns = households.collect_schema().names()
-    extra = checked.select("household_id", *[c for c in checked.columns if c not in household_columns])
-    status = (
-        pl.when(pl.col("entitled_yen") == 0).then(pl.lit("not_payable"))
-        .when(pl.col("hold_reasons").list.len() > 0).then(pl.lit("held"))
-        .when(pl.col("account_source") == "none").then(pl.lit("awaiting"))
-        .otherwise(pl.lit("paid"))
+def _decisions(recorded: pl.DataFrame, scanned: dict, run_date: date) -> pl.DataFrame:
+    """Decisions in force tonight: those recorded in the state, plus the optional `decisions`
+    input's rows dated on or before the run date that are not recorded yet."""
+    if "decisions" not in scanned:
+        return recorded
+    given = (
+        scanned["decisions"][0].filter(pl.col("decided_on") <= run_date)
+        .select(*[c for c in state.SCHEMAS["decisions"].names() if c != "source"], source=pl.lit("input"))
+        .collect()
     )
-    paid = pl.col("status") == "paid"
-    rank_in_file_group = pl.int_range(pl.len()).over(["municipality_code", "status"], order_by="household_id")
-    part = (rank_in_file_group // cfg.zengin.max_records_per_file + 1).cast(pl.String).str.pad_start(3, "0")
-    return (
-        households.collect()
-        .join(extra, on="household_id", how="left")
-        .with_columns(pl.col("hold_reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))))
-        .with_columns(status=status)
-        .with_columns(
-            pl.when(paid).then(pl.col("entitled_yen")).otherwise(0).alias("paid_yen"),
-            pl.when(pl.col("status") == "held").then(pl.format("HB-{}", "household_id")).alias("hold_id"),
-            pl.when(paid).then(
-                pl.format("zengin/{}/{}-{}.txt", pl.lit(f"{transfer_date:%Y%m%d}"), "municipality_code", part)
-            ).alias("transfer_file"),
-        )
-        .sort("household_id")
+    bad = given.filter(~pl.col("decision").is_in(["release", "deny"]) | pl.col("hold_id").is_null())
+    if bad.height:
+        msg = (f"decisions: {bad.height} row(s) with a decision other than release/deny or no hold_id, "
+               f"e.g. {bad.select('hold_id', 'decision').head(3).rows()}")
+        raise InputError(msg)
+    new = given.join(recorded, on=["hold_id", "decision", "decided_by", "decided_on"], how="anti")
+    return pl.concat([recorded, new], how="vertical_relaxed")
+
+
+def _with_transfer_files(payments: pl.DataFrame, transfer_date: date, max_records: int) -> pl.DataFrame:
+    """Assign each payment to its file: one per municipality and transfer date, in parts of at
+    most `max_records` records, households in id order."""
+    rank = pl.int_range(pl.len()).over("municipality_code", order_by="household_id")
+    part = (rank // max_records + 1).cast(pl.String).str.pad_start(3, "0")
+    return payments.sort("household_id", "paid_on").with_columns(
+        pl.format("zengin/{}/{}-{}.txt", pl.lit(f"{transfer_date:%Y%m%d}"), "municipality_code", part)
+        .alias("transfer_file")
     )
 
 
-def _analyst_tables(outcomes: pl.DataFrame, members: pl.LazyFrame, rejects_path: Path, run_date: date,
-                    work: Path) -> dict[str, Path]:
+def _reconcile(decided: pl.DataFrame, lines: pl.DataFrame, ledger_all: pl.DataFrame, files: pl.DataFrame,
+               written: list[outputs.TransferFile], new_payments: pl.DataFrame,
+               reissued: pl.DataFrame) -> dict[str, int]:
+    """Check, to the yen, for the night and cumulatively; raise before anything is published."""
+    balance = {a: int(d - c) for a, d, c in ledger_all.group_by("account").agg(
+        pl.col("debit_yen").sum(), pl.col("credit_yen").sum()).iter_rows()}
+    tonight = {a: int(c - d) for a, d, c in lines.group_by("account").agg(
+        pl.col("debit_yen").sum(), pl.col("credit_yen").sum()).iter_rows()}
+    live_files = files.filter(pl.col("status") != "superseded")
+    figures = {
+        "entitled_yen": int(decided["recognised_yen"].sum()),
+        "paid_yen": int(decided["paid_yen"].sum()),
+        "held_yen": int(decided["held_yen"].sum()),
+        "awaiting_yen": int(decided["awaiting_yen"].sum()),
+        "denied_yen": int(decided["denied_yen"].sum()),
+        "paid_tonight_yen": int(new_payments["amount_yen"].sum()),
+        "reissued_yen": int(reissued["amount_yen"].sum()),
+        "transfer_files_yen": sum(f.total_yen for f in written),
+        "ledger_debit_tonight_yen": int(lines["debit_yen"].sum()),
+        "ledger_credit_tonight_yen": int(lines["credit_yen"].sum()),
+        "ledger_debit_yen": int(ledger_all["debit_yen"].sum()),
+        "ledger_credit_yen": int(ledger_all["credit_yen"].sum()),
+        "ledger_bank_transfers_yen": -balance.get("bank_transfers", 0),
+        "ledger_bank_transfers_tonight_yen": tonight.get("bank_transfers", 0),
+        "ledger_held_payable_yen": -balance.get("held_payable", 0),
+        "ledger_awaiting_payable_yen": -balance.get("awaiting_payable", 0),
+        "ledger_denied_yen": -balance.get("benefit_denied", 0),
+        "ledger_expense_yen": balance.get(ledger.EXPENSE, 0),
+        "live_transfer_files_yen": int(live_files["total_yen"].sum()),
+    }
+    ledger.check_balanced(figures)
+    return figures
+
+
+def _count(report: RunReport, decided: pl.DataFrame, members: pl.LazyFrame) -> None:
+    for status, n in decided.group_by("status").len().sort("status").iter_rows():
+        report.counts[f"households_{status}"] = int(n)
+    report.counts["households"] = decided.height
+    report.counts["households_paid_tonight"] = decided.filter(pl.col("pay_tonight_yen") > 0).height
+    person_counts = members.select(
+        pl.len().alias("persons"),
+        pl.col("is_eligible").sum().alias("persons_eligible"),
+        pl.col("is_counted").sum().alias("persons_paid_for"),
+    ).collect().row(0, named=True)
+    report.counts.update({k: int(v) for k, v in person_counts.items()})
+    reasons = members.group_by("not_eligible_reason").len().drop_nulls().sort("not_eligible_reason").collect()
+    report.not_eligible_by_reason = {r: int(n) for r, n in reasons.iter_rows()}
+    held = decided.filter(pl.col("status") == "held").select(pl.col("hold_reasons").explode())
+    report.holds_by_reason = {r: int(n) for r, n in held.group_by("hold_reasons").len()
+                              .sort("hold_reasons").iter_rows()}
+    report.counts["transfer_files"] = len(report.files)
+    report.counts["transfer_records"] = sum(f.records for f in report.files)
+
+
+def _runs_after(runs: pl.DataFrame, report: RunReport, plan: _Plan, base: state.Version) -> pl.DataFrame:
+    """The run history with tonight's row (a re-run computes the same row as its night did)."""
+    c, t = report.counts, report.totals
+    row = pl.DataFrame([{
+        "run_date": report.run_date, "mode": "night" if plan.mode == "rerun" else plan.mode, "fingerprint": report.fingerprint,
+        "reason": plan.reason, "version": base.number + 1, "households": c.get("households", 0),
+        "households_paid": c.get("households_paid", 0), "households_held": c.get("households_held", 0),
+        "households_awaiting": c.get("households_awaiting", 0),
+        "households_denied": c.get("households_denied", 0),
+        "entitled_yen": t["entitled_yen"], "paid_yen": t["paid_yen"], "held_yen": t["held_yen"],
+        "awaiting_yen": t["awaiting_yen"], "denied_yen": t["denied_yen"],
+        "paid_tonight_yen": t["paid_tonight_yen"], "transfer_files": len(report.files),
+    }], schema=state.SCHEMAS["runs"])
+    return pl.concat([runs, row], how="vertical_relaxed")
+
+
+def _analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_files: pl.DataFrame,
+                    members: pl.LazyFrame, rejects_path: Path, holds: pl.DataFrame,
+                    ledger_all: pl.DataFrame, runs: pl.DataFrame, files: pl.DataFrame,
+                    decisions: pl.DataFrame) -> dict[str, Path]:
     """Write every analyst table as a Parquet checkpoint: no My Number in any of them."""
-    folder = work / "02_tables"
+    folder = work / "05_tables"
     folder.mkdir(parents=True, exist_ok=True)
     day = pl.lit(run_date).alias("run_date")
-    account = [*payout.ACCOUNT_KEY]
     tables = {
-        "households": outcomes.select(
+        "households": decided.select(
             day, "household_id", "municipality_code", "status", "registered_members", "eligible_members",
-            "declined_members", "counted_members", "entitled_yen", "paid_yen", "not_payable_reason",
-            "payee_person_key", "account_source", "hold_id", "transfer_file",
+            "declined_members", "counted_members", "entitled_yen", "paid_before_yen", "pay_tonight_yen",
+            "paid_yen", "held_yen", "awaiting_yen", "denied_yen", "not_payable_reason", "payee_person_key",
+            "account_source", "hold_id",
         ),
-        "payouts": outcomes.filter(pl.col("status") == "paid").select(
+        "payouts": in_files.select(
+            day, "household_id", "municipality_code", "payee_person_key", "amount_yen", "kind",
+            *payout.ACCOUNT_KEY, "payee_name_kana", "transfer_file", pl.col("paid_on").alias("first_paid_on"),
+        ),
+        "holds": holds.join(decided.select("hold_id", "payee_person_key", "account_source"), on="hold_id",
+                            how="left").select(day, pl.all()),
+        "awaiting": decided.filter(pl.col("status") == "awaiting").select(
             day, "household_id", "municipality_code", "payee_person_key",
-            pl.col("counted_members").alias("members_paid"), pl.col("entitled_yen").alias("amount_yen"),
-            "account_source", *account,
-            kana.zengin_name_expr(pl.col("holder_name_kana")).alias("payee_name_kana"),
-            "transfer_file",
+            pl.col("awaiting_yen").alias("amount_yen"), pl.lit("no_account").alias("reason"),
         ),
-        "holds": outcomes.filter(pl.col("status") == "held").select(
-            day, "hold_id", "household_id", "municipality_code", "payee_person_key",
-            pl.col("entitled_yen").alias("amount_yen"), "hold_reasons",
-            pl.col("hold_evidence").alias("evidence"), "account_source", *account,
-        ),
-        "awaiting": outcomes.filter(pl.col("status") == "awaiting").select(
-            day, "household_id", "municipality_code", "payee_person_key",
-            pl.col("entitled_yen").alias("amount_yen"), pl.lit("no_account").alias("reason"),
-        ),
+        "ledger": ledger_all,
+        "runs": runs,
+        "files": files,
+        "decisions": decisions,
     }
     paths = {}
     for name, frame in tables.items():
         paths[name] = folder / f"{name}.parquet"
         frame.write_parquet(paths[name])
-    household_status = outcomes.select("household_id", pl.col("status").alias("household_status")).lazy()
+    household_status = decided.select("household_id", pl.col("status").alias("household_status")).lazy()
     paths["persons"] = folder / "persons.parquet"
     (
         members.join(household_status, on="household_id", how="left")
@@ -392,63 +612,6 @@ def _analyst_tables(outcomes: pl.DataFrame, members: pl.LazyFrame, rejects_path:
         .sort("household_id", "person_key")
         .sink_parquet(paths["persons"])
     )
-    paths["rejects"] = folder / "rejects_table.parquet"
+    paths["rejects"] = folder / "rejects.parquet"
     pl.scan_parquet(rejects_path).select(day, pl.all()).sort("dataset", ROW).sink_parquet(paths["rejects"])
-    paths["ledger"] = folder / "ledger.parquet"
-    ledger.ledger_entries(outcomes.lazy(), run_date).sink_parquet(paths["ledger"])
     return paths
-
-
-def _totals(outcomes: pl.DataFrame) -> dict[str, int]:
-    by_status = {s: int(v) for s, v in outcomes.group_by("status").agg(pl.col("entitled_yen").sum()).iter_rows()}
-    return {
-        "entitled_yen": int(outcomes["entitled_yen"].sum()),
-        "paid_yen": by_status.get("paid", 0),
-        "held_yen": by_status.get("held", 0),
-        "awaiting_yen": by_status.get("awaiting", 0),
-    }
-
-
-def _count_outcomes(report: RunReport, outcomes: pl.DataFrame, members: pl.LazyFrame,
-                    checked: pl.DataFrame) -> None:
-    for status, n in outcomes.group_by("status").len().sort("status").iter_rows():
-        report.counts[f"households_{status}"] = int(n)
-    report.counts["households"] = outcomes.height
-    person_counts = members.select(
-        pl.len().alias("persons"),
-        pl.col("is_eligible").sum().alias("persons_eligible"),
-        pl.col("is_counted").sum().alias("persons_paid_for"),
-    ).collect().row(0, named=True)
-    report.counts.update({k: int(v) for k, v in person_counts.items()})
-    reasons = members.group_by("not_eligible_reason").len().drop_nulls().sort("not_eligible_reason").collect()
-    report.not_eligible_by_reason = {r: int(n) for r, n in reasons.iter_rows()}
-    held = outcomes.filter(pl.col("status") == "held").select(pl.col("hold_reasons").explode())
-    report.holds_by_reason = {r: int(n) for r, n in held.group_by("hold_reasons").len()
-                              .sort("hold_reasons").iter_rows()}
-    report.counts["transfer_files"] = len(report.files)
-    report.counts["transfer_records"] = sum(f.records for f in report.files)
-
-
-def _runs_row(report: RunReport, started_at: datetime) -> pl.DataFrame:
-    return pl.DataFrame({
-        "run_date": [report.run_date],
-        "started_at": [started_at.replace(tzinfo=None)],
-        "transfer_date": [report.transfer_date],
-        "households": [report.counts.get("households", 0)],
-        "households_paid": [report.counts.get("households_paid", 0)],
-        "households_held": [report.counts.get("households_held", 0)],
-        "households_awaiting": [report.counts.get("households_awaiting", 0)],
-        "entitled_yen": [report.totals["entitled_yen"]],
-        "paid_yen": [report.totals["paid_yen"]],
-        "held_yen": [report.totals["held_yen"]],
-        "awaiting_yen": [report.totals["awaiting_yen"]],
-        "transfer_files": [len(report.files)],
-    })
-
-
-def _runs_history(state_dir: Path, row: pl.DataFrame, run_date: date) -> pl.DataFrame:
-    path = state_dir / RUNS_STATE
-    if not path.exists():
-        return row
-    previous = pl.read_parquet(path).filter(pl.col("run_date") != run_date)
-    return pl.concat([previous, row], how="vertical_relaxed").sort("run_date")

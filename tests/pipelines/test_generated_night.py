@@ -71,7 +71,7 @@ def test_files_ledger_and_run_record_reconcile_to_the_yen(night) -> None:
     record = json.loads((report.run_dir / "run.json").read_text())
     files_total = 0
     for entry in record["outputs"]["transfer_files"]:
-        result = zengin_validator.validate_transfer_file(Path(entry["path"]).read_bytes())
+        result = zengin_validator.validate_transfer_file((report.run_dir / entry["path"]).read_bytes())
         assert result.ok, (entry["path"], result.errors[:3])
         assert result.total_yen == entry["total_yen"]
         files_total += result.total_yen
@@ -79,7 +79,7 @@ def test_files_ledger_and_run_record_reconcile_to_the_yen(night) -> None:
     with duckdb.connect(str(report.run_dir / "analyst.duckdb"), read_only=True) as con:
         ledger = dict(con.sql("SELECT account, sum(debit_yen) + sum(credit_yen) FROM ledger GROUP BY ALL").fetchall())
     assert files_total == totals["paid_yen"] == ledger["bank_transfers"] == totals["transfer_files_yen"]
-    assert ledger["benefit_expense"] == totals["entitled_yen"] == totals["debit_yen"] == totals["credit_yen"]
+    assert ledger["benefit_expense"] == totals["entitled_yen"] == totals["ledger_debit_yen"] == totals["ledger_credit_yen"]
     assert totals["entitled_yen"] == totals["paid_yen"] + totals["held_yen"] + totals["awaiting_yen"]
     assert ledger["held_payable"] == totals["held_yen"]
     assert ledger["awaiting_payable"] == totals["awaiting_yen"]

@@ -12,6 +12,7 @@ import pytest
 import tiny
 import zengin_validator
 from engine.config import RunConfig, ValidateConfig
+from engine.state import Store
 from pipelines import nightly
 
 CFG = RunConfig(validate=ValidateConfig(max_reject_ratio=0.5))
@@ -57,7 +58,7 @@ def test_transfer_files_pass_the_independent_validator_and_reconcile(night: nigh
     assert len(files) == 2
     total = 0
     for f in files:
-        result = zengin_validator.validate_transfer_file(Path(f["path"]).read_bytes())
+        result = zengin_validator.validate_transfer_file((night.run_dir / f["path"]).read_bytes())
         assert result.ok, result.errors
         assert result.transfer_dates == ["0701"]
         assert result.total_yen == f["total_yen"]
@@ -66,6 +67,7 @@ def test_transfer_files_pass_the_independent_validator_and_reconcile(night: nigh
     ledger = table(night, "ledger")
     assert total == payouts["amount_yen"].sum() == record["totals_yen"]["paid_yen"] == 1_000_000
     assert ledger["debit_yen"].sum() == ledger["credit_yen"].sum() == record["totals_yen"]["entitled_yen"]
+    assert record["totals_yen"]["ledger_debit_yen"] == ledger["debit_yen"].sum()
     assert ledger.filter(pl.col("account") == "bank_transfers")["credit_yen"].sum() == total
 
 
@@ -91,5 +93,5 @@ def test_persons_are_keyed_by_a_stable_surrogate(night: nightly.RunReport, tmp_p
     persons = table(night, "persons")
     assert persons["person_key"].min() == 1
     assert "my_number" not in persons.columns
-    state = pl.read_parquet(night.run_dir.parent.parent / "state" / "persons.parquet")
-    assert state.height == persons["person_key"].n_unique()
+    keys = Store(night.run_dir.parent.parent / "state").head().table("persons")
+    assert keys.height == persons["person_key"].n_unique()
