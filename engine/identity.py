@@ -122,7 +122,8 @@ def fuzzy_identities(members: pl.LazyFrame, cfg: ChecksConfig) -> tuple[pl.DataF
         .group_by("household_id", maintain_order=True)
         .agg(
             pl.format("persons {} look like one person (same birth date and sex, names {}), "
-                      "in households {}", "persons", "names", "households").first().alias("evidence")
+                      "in households {}", "persons", "names", "households").unique().sort().str.join("; ")
+            .alias("evidence")
         )
         .with_columns(reason=pl.lit("fuzzy_identity"))
     )

@@ -209,9 +209,6 @@ def test_two_clusters_stay_apart() -> None:
     assert "persons 1, 2" in evidence[1] and "persons 3, 4" in evidence[3]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fuzzy_identities keeps one evidence line per household (.first() over its clusters): a "
-    "household holding members of two clusters names only the first cluster"))
 def test_a_household_in_two_clusters_names_both() -> None:
     register = members(
         person(1, 1, "ヤマダ", "タロウ"), person(2, 1, "サトウ", "ハナコ", sex="F", head=False),
