@@ -307,3 +307,56 @@ def connected_components(node_ids, left, right):
         p = parent[x]
         out[x] = node_ids[x] if p == x else out[p]
     return out
+
+
+# --- Mynapoint points ----------------------------------------------------------------------------
+
+BoolIn = types.Array(types.boolean, 1, "C", readonly=True)
+
+
+@njit(
+    types.Tuple((int64[:], int64[:], int64[:], int64[:]))(
+        Int64In, BoolIn, Int64In, Int64In, Int64In, Int64In, Int64In, Int64In, int64
+    ),
+    cache=True,
+    nogil=True,
+)
+def capped_point_changes(person, is_refund, amount, slot, room, net_in, first_in, current_in, rate_percent):
+    """(change per event, then each slot's net amount, first points, current points) after one
+    night of Mynapoint events under each person's cap (SPEC.md "Mynapoint"; research §2.2).
+
+    Events are sorted by (person, occurred_at, transaction_id). An event is the first grant of an
+    earning transaction (is_refund False) or a refund of one (True); `slot[i]` indexes the earning
+    transaction it concerns in the slot arrays, whose *_in values come from the state for
+    transactions processed on earlier nights (a slot's grant event must precede its refunds).
+    `room[i]` is the room left under the cap of event i's person before tonight (cap − granted).
+
+    A grant: floor(rate × amount / 100), limited to the room left (never below 0).
+    A refund: net −= refunded amount; points become min(floor(rate × net / 100), first points);
+    the difference is clawed back (a negative change) and frees the same room.
+    """
+    n = person.shape[0]
+    change = np.zeros(n, dtype=np.int64)
+    net = net_in.copy()
+    first = first_in.copy()
+    current = current_in.copy()
+    left = np.int64(0)
+    for i in range(n):
+        if i == 0 or person[i] != person[i - 1]:
+            left = room[i]
+        s = slot[i]
+        if is_refund[i]:
+            net[s] -= amount[i]
+            kept = min(rate_percent * max(net[s], 0) // 100, first[s])
+            clawed = max(current[s] - kept, 0)
+            current[s] -= clawed
+            left += clawed
+            change[i] = -clawed
+        else:
+            granted = max(min(rate_percent * amount[i] // 100, left), 0)
+            net[s] = amount[i]
+            first[s] = granted
+            current[s] = granted
+            left -= granted
+            change[i] = granted
+    return change, net, first, current
