@@ -15,6 +15,17 @@ Int64In = types.Array(types.int64, 1, "C", readonly=True)
 MY_NUMBER_WEIGHTS = np.array([6, 5, 4, 3, 2, 7, 6, 5, 4, 3, 2], dtype=np.int64)  # research §3.1
 
 
+@njit(int64(int64), cache=True, nogil=True)
+def _check_digit(base):
+    """The My Number check digit of an 11-digit base: walk its digits from the least
+    significant, weights 2,3,4,5,6,7,2,3,4,5,6 (the official formula's Q_n)."""
+    s = 0
+    for k in range(11):
+        s += (k + 2 if k < 6 else k - 4) * (base % 10)
+        base //= 10
+    return ((-s) % 11) % 10
+
+
 @njit(boolean[:](Int64In), cache=True, nogil=True)
 def my_number_is_valid(numbers):
     """True where the value is a 12-digit My Number (0 ≤ n < 10^12) whose check digit is right.
@@ -25,19 +36,7 @@ def my_number_is_valid(numbers):
     out = np.empty(numbers.shape[0], dtype=np.bool_)
     for i in range(numbers.shape[0]):
         n = numbers[i]
-        if n < 0 or n >= 1_000_000_000_000:
-            out[i] = False
-            continue
-        check = n % 10
-        base = n // 10
-        s = 0
-        # walk the 11 base digits from the least significant: weights 2,3,4,5,6,7,2,3,4,5,6
-        for k in range(11):
-            d = base % 10
-            base //= 10
-            w = k + 2 if k < 6 else k - 4
-            s += w * d
-        out[i] = check == ((-s) % 11) % 10
+        out[i] = 0 <= n < 1_000_000_000_000 and n % 10 == _check_digit(n // 10)
     return out
 
 
@@ -47,16 +46,7 @@ def my_number_check_digits(bases):
     out = np.empty(bases.shape[0], dtype=np.int64)
     for i in range(bases.shape[0]):
         base = bases[i]
-        if base < 0 or base >= 100_000_000_000:
-            out[i] = -1
-            continue
-        s = 0
-        for k in range(11):
-            d = base % 10
-            base //= 10
-            w = k + 2 if k < 6 else k - 4
-            s += w * d
-        out[i] = ((-s) % 11) % 10
+        out[i] = _check_digit(base) if 0 <= base < 100_000_000_000 else -1
     return out
 
 
