@@ -146,38 +146,29 @@ def checked_transactions(transactions: pl.LazyFrame, wallets: pl.LazyFrame, run_
     (by occurred_at, then transaction_id), and the refunds of that transaction, in order of
     occurrence up to and including this one, total at most its amount.
     """
-    known = wallets.select(pl.col("wallet_id").unique(), __known_wallet=pl.lit(True))
-    required = ("transaction_id", "wallet_id", "occurred_at", "kind", "amount_yen")
-    is_refund = pl.col("kind") == "refund"
-    basic_rules = {
-        "missing_value": pl.any_horizontal(pl.col(c).is_null() for c in required)
-        | (is_refund & pl.col("refund_of").is_null()),
-        "duplicate_key": ~pl.col("transaction_id").is_first_distinct(),
-        "invalid_value": ~pl.col("kind").is_in(KINDS) | (~is_refund & pl.col("refund_of").is_not_null()),
-        "amount_not_positive": pl.col("amount_yen") <= 0,
-        "unknown_wallet": pl.col("__known_wallet").is_null(),
-    }
-    basic = (
-        transactions.with_row_index("__row")
-        .join(known, on="wallet_id", how="left", maintain_order="left")
-        .with_columns(_first_reason(basic_rules))
-        .drop("__known_wallet")
+    indexed = transactions.with_row_index("__row")
+    # the rows a refund check reads: refunds and the transactions they name, with every other
+    # row sharing their ids (so duplicate_key is decided among them alone); a few % of the rows
+    refund_ids = indexed.filter(pl.col("kind") == "refund").select(
+        pl.concat_list("transaction_id", "refund_of").explode().drop_nulls().unique().alias("transaction_id")
     )
-    originals = basic.filter(pl.col("reject_reason").is_null() & pl.col("kind").is_in(EARNING_KINDS)).select(
+    involved = _with_basic_reason(
+        indexed.join(refund_ids, on="transaction_id", how="semi").sort("__row"), wallets
+    ).filter(pl.col("reject_reason").is_null())
+    originals = involved.filter(pl.col("kind").is_in(EARNING_KINDS)).select(
         pl.col("transaction_id").alias("refund_of"),
         pl.col("wallet_id").alias("__original_wallet"),
         pl.col("occurred_at").alias("__original_at"),
         pl.col("amount_yen").alias("__original_amount"),
-    )
-    refunds = basic.filter(pl.col("reject_reason").is_null() & is_refund).join(
-        originals, on="refund_of", how="left"
     )
     unknown = pl.col("__original_wallet").is_null() | (pl.col("__original_wallet") != pl.col("wallet_id"))
     too_early = (pl.col("occurred_at") < pl.col("__original_at")) | (
         (pl.col("occurred_at") == pl.col("__original_at")) & (pl.col("transaction_id") < pl.col("refund_of"))
     )
     refund_reason = (
-        refunds.with_columns(
+        involved.filter(pl.col("kind") == "refund")
+        .join(originals, on="refund_of", how="left")
+        .with_columns(
             pl.when(unknown).then(pl.lit("unknown_refunded_transaction"))
             .when(too_early).then(pl.lit("impossible_date"))
             .alias("__refund_reason")
@@ -201,12 +192,39 @@ def checked_transactions(transactions: pl.LazyFrame, wallets: pl.LazyFrame, run_
             .alias("__refund_reason"),
         )
     )
-    checked = basic.join(refund_reason, on="__row", how="left", maintain_order="left").with_columns(
-        pl.coalesce("reject_reason", "__refund_reason").alias("reject_reason"),
-        (pl.col("occurred_at") >= _end_of(run_date)).fill_null(False).alias("is_pending"),
+    checked = (
+        _with_basic_reason(indexed, wallets)
+        .join(refund_reason, on="__row", how="left", maintain_order="left")
+        .with_columns(
+            pl.coalesce("reject_reason", "__refund_reason").alias("reject_reason"),
+            (pl.col("occurred_at") >= _end_of(run_date)).fill_null(False).alias("is_pending"),
+        )
     )
-    return checked.with_columns(_transaction_detail()).drop(
+    # details are written for the few rejected rows only (formatting every row costs a fifth)
+    details = checked.filter(pl.col("reject_reason").is_not_null()).select("__row", _transaction_detail())
+    return checked.join(details, on="__row", how="left", maintain_order="left").drop(
         "__row", "__refund_reason", "__original_at", "__refunded_so_far", "__original_amount"
+    )
+
+
+def _with_basic_reason(indexed: pl.LazyFrame, wallets: pl.LazyFrame) -> pl.LazyFrame:
+    """`reject_reason` by the rules that read one row (and the wallets, and earlier rows of the
+    same transaction_id)."""
+    known = wallets.lazy().select(pl.col("wallet_id").unique(), __known_wallet=pl.lit(True))
+    required = ("transaction_id", "wallet_id", "occurred_at", "kind", "amount_yen")
+    is_refund = pl.col("kind") == "refund"
+    rules = {
+        "missing_value": pl.any_horizontal(pl.col(c).is_null() for c in required)
+        | (is_refund & pl.col("refund_of").is_null()),
+        "duplicate_key": ~pl.col("transaction_id").is_first_distinct(),
+        "invalid_value": ~pl.col("kind").is_in(KINDS) | (~is_refund & pl.col("refund_of").is_not_null()),
+        "amount_not_positive": pl.col("amount_yen") <= 0,
+        "unknown_wallet": pl.col("__known_wallet").is_null(),
+    }
+    return (
+        indexed.join(known, on="wallet_id", how="left", maintain_order="left")
+        .with_columns(_first_reason(rules))
+        .drop("__known_wallet")
     )
 
 
@@ -285,19 +303,27 @@ def wallet_holds(
     keys = _persons_by_my_number(persons).select("my_number", "person_key")
     registered = wallets.filter(pl.col("registered_on") <= run_date).join(keys, on="my_number", how="left")
     key_list = pl.col("person_key").drop_nulls().unique().sort().cast(pl.String).str.join(", ")
-    shared = (
-        registered.group_by("wallet_id")
-        .agg(pl.col("my_number").n_unique().alias("persons"), key_list.alias("keys"))
+    # group with integers first; only the few flagged groups are described in words
+    shared_ids = (
+        registered.group_by("wallet_id").agg(pl.col("my_number").n_unique().alias("persons"))
         .filter(pl.col("persons") > 1)
+    )
+    shared = (
+        registered.join(shared_ids, on="wallet_id", how="inner")
+        .group_by("wallet_id", "persons").agg(key_list.alias("keys"))
         .select("wallet_id", reason=pl.lit("shared_wallet"),
                 evidence=pl.format("wallet {} linked by {} persons (person_keys {})", "wallet_id", "persons", "keys"))
     )
-    second = (
-        registered.with_columns(
-            pl.col("wallet_id").n_unique().over("my_number").alias("wallets"),
-            pl.col("wallet_id").unique().sort().cast(pl.String).str.join(", ").over("my_number").alias("ids"),
-        )
+    several = (
+        registered.group_by("my_number").agg(pl.col("wallet_id").n_unique().alias("wallets"))
         .filter(pl.col("wallets") > 1)
+    )
+    second = (
+        registered.join(several, on="my_number", how="inner")
+        .with_columns(
+            pl.col("wallet_id").unique().sort().cast(pl.String).str.join(", ").over("my_number").alias("ids"),
+            pl.col("person_key").min().over("my_number"),
+        )
         .select("wallet_id", reason=pl.lit("second_wallet"),
                 evidence=pl.format("person_key {} links {} wallets ({})",
                                    pl.col("person_key").cast(pl.String).fill_null("unknown"), "wallets", "ids"))
@@ -387,6 +413,7 @@ def points_night(
 
     Collects tonight's events (the kernel needs whole arrays per person); the state stays lazy.
     """
+    wallets, services, persons = wallets.lazy(), services.lazy(), persons.lazy()
     if "reject_reason" not in transactions.collect_schema():
         transactions = checked_transactions(transactions, wallets, run_date)
     usable = transactions.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending")).select(
@@ -399,84 +426,83 @@ def points_night(
         .join(held, on="wallet_id", how="left")
         .with_columns(pl.col("is_held").fill_null(False))
     )
-    processed = state.transactions.select("transaction_id")
     earning = (
         enriched.filter(pl.col("kind") != "refund")
-        .join(processed, on="transaction_id", how="anti")
+        .join(state.transactions.select("transaction_id"), on="transaction_id", how="anti")
         .with_columns(ignore_reason(cfg))
     )
-    fresh = earning.filter(pl.col("reason").is_null()).collect()
-    refunds = enriched.filter(pl.col("kind") == "refund").join(
-        state.refunds.select("transaction_id"), on="transaction_id", how="anti"
-    )
-    targets = pl.concat([processed, fresh.lazy().select("transaction_id")]).rename({"transaction_id": "refund_of"})
-    refund_events = refunds.join(targets, on="refund_of", how="semi").collect()
-    ignored_refunds = refunds.join(targets, on="refund_of", how="anti").join(
-        earning.select(pl.col("transaction_id").alias("refund_of"), "reason"), on="refund_of", how="inner"
-    )
+    fresh, ignored_earning, refunds = pl.collect_all([
+        earning.filter(pl.col("reason").is_null()).select(EVENT_COLUMNS),
+        earning.filter(pl.col("reason").is_not_null()).select(IGNORED.schema.names()),
+        enriched.filter(pl.col("kind") == "refund")
+        .join(state.refunds.select("transaction_id"), on="transaction_id", how="anti")
+        .select(EVENT_COLUMNS),
+    ])
+    in_state = refunds.lazy().join(
+        state.transactions.select(pl.col("transaction_id").alias("refund_of")), on="refund_of", how="semi"
+    ).collect()
+    of_fresh = refunds.join(fresh.select(pl.col("transaction_id").alias("refund_of")), on="refund_of", how="semi")
+    waiting = refunds.join(pl.concat([in_state, of_fresh]).select("transaction_id"), on="transaction_id", how="anti")
     ignored = (
-        pl.concat([earning.filter(pl.col("reason").is_not_null()), ignored_refunds], how="diagonal")
-        .select(IGNORED.schema.names())
+        pl.concat([
+            ignored_earning,
+            waiting.join(ignored_earning.select(pl.col("transaction_id").alias("refund_of"), "reason"), on="refund_of")
+            .select(IGNORED.schema.names()),
+        ])
+        .sort("transaction_id")
+    )
+    grants, next_state = _applied_events(pl.concat([fresh, in_state, of_fresh]), state, cfg, run_date)
+    settlement = settlement_lines(grants)
+    return PointsNight(grants=grants, ignored=ignored, state=next_state, settlement=settlement,
+                       totals=point_totals(grants, settlement))
+
+
+EVENT_COLUMNS = ["transaction_id", "wallet_id", "person_key", "service_id", "occurred_at", "kind", "amount_yen",
+                 "refund_of"]
+
+
+def _applied_events(events: pl.DataFrame, state: PointsState, cfg: MynapointConfig,
+                    run_date: date) -> tuple[pl.DataFrame, PointsState]:
+    """Tonight's grants and the next state: the cap kernel over the events in kernel order.
+
+    Slots (the kernel's per-transaction memory): a transaction granted tonight uses its own
+    event's position (reads stay sequential); a transaction from the state that is refunded
+    tonight gets a slot after the events, filled from the state.
+    """
+    events = events.sort("person_key", "occurred_at", "transaction_id").with_row_index("event")
+    n = events.height
+    is_refund = (events["kind"] == "refund").to_numpy()
+    grant_slots = events.filter(~pl.col("kind").eq("refund")).select(
+        pl.col("transaction_id").alias("refund_of"), pl.col("event").alias("slot"))
+    refund_slots = events.filter(pl.col("kind") == "refund").select("event", "refund_of").join(
+        grant_slots, on="refund_of", how="left", maintain_order="left")
+    targets = refund_slots.filter(pl.col("slot").is_null()).select(pl.col("refund_of").unique().sort())
+    earlier = (
+        state.transactions.join(targets.lazy().rename({"refund_of": "transaction_id"}), on="transaction_id",
+                                how="semi")
         .sort("transaction_id")
         .collect()
     )
-    events = _applied_events(fresh, refund_events, state, cfg, run_date)
-    return PointsNight(
-        grants=events.grants,
-        ignored=ignored,
-        state=events.state,
-        settlement=settlement_lines(events.grants),
-        totals=point_totals(events.grants),
+    refund_slots = refund_slots.join(
+        earlier.select(pl.col("transaction_id").alias("refund_of"),
+                       (pl.int_range(pl.len(), dtype=pl.UInt32) + n).alias("earlier_slot")),
+        on="refund_of", how="left", maintain_order="left",
     )
-
-
-class _Applied(NamedTuple):
-    grants: pl.DataFrame
-    state: PointsState
-
-
-def _applied_events(fresh: pl.DataFrame, refund_events: pl.DataFrame, state: PointsState,
-                    cfg: MynapointConfig, run_date: date) -> _Applied:
-    """Run the cap kernel over tonight's events and fold the result into the state."""
-    columns = ["transaction_id", "wallet_id", "person_key", "service_id", "occurred_at", "kind", "amount_yen",
-               "refund_of"]
-    events = (
-        pl.concat([
-            fresh.select(columns).with_columns(slot_id=pl.col("transaction_id")),
-            refund_events.select(columns).with_columns(slot_id=pl.col("refund_of")),
-        ])
-        .sort("person_key", "occurred_at", "transaction_id")
-    )
-    slots = events.select(pl.col("slot_id").unique().sort()).with_row_index("slot", offset=0)
-    earlier = (
-        state.transactions.join(slots.lazy().select(pl.col("slot_id").alias("transaction_id")),
-                                on="transaction_id", how="semi")
-        .collect()
-    )
-    slot_values = slots.join(
-        earlier.select(pl.col("transaction_id").alias("slot_id"), "net_amount_yen", "points_first_yen",
-                       "points_current_yen"),
-        on="slot_id", how="left",
-    ).fill_null(0)
+    slot = np.arange(n, dtype=np.int64)
+    slot[refund_slots["event"].to_numpy()] = refund_slots.select(
+        pl.coalesce("slot", "earlier_slot").cast(pl.Int64))["slot"].to_numpy()
+    initial = {c: np.concatenate([np.zeros(n, dtype=np.int64), _int64(earlier[c])])
+               for c in ("net_amount_yen", "points_first_yen", "points_current_yen")}
     granted = (
         state.persons.join(events.lazy().select(pl.col("person_key").unique()), on="person_key", how="semi")
         .collect()
     )
-    events = (
-        events.join(slots, on="slot_id", how="left", maintain_order="left")
-        .join(granted, on="person_key", how="left", maintain_order="left")
-        .with_columns((cfg.cap_per_person_yen - pl.col("granted_yen").fill_null(0)).alias("room_yen"))
-    )
+    room = events.select("person_key").join(granted, on="person_key", how="left", maintain_order="left").select(
+        cfg.cap_per_person_yen - pl.col("granted_yen").fill_null(0))
     change, net, first, current = kernels.capped_point_changes(
-        _int64(events["person_key"]),
-        np.ascontiguousarray((events["kind"] == "refund").to_numpy()),
-        _int64(events["amount_yen"]),
-        _int64(events["slot"].cast(pl.Int64)),
-        _int64(events["room_yen"]),
-        _int64(slot_values["net_amount_yen"]),
-        _int64(slot_values["points_first_yen"]),
-        _int64(slot_values["points_current_yen"]),
-        cfg.rate_percent,
+        _int64(events["person_key"]), np.ascontiguousarray(is_refund), _int64(events["amount_yen"]), slot,
+        _int64(room.to_series()), initial["net_amount_yen"], initial["points_first_yen"],
+        initial["points_current_yen"], cfg.rate_percent,
     )
     full = cfg.rate_percent * pl.col("amount_yen") // 100
     delta = pl.col("points_delta_yen")
@@ -486,32 +512,20 @@ def _applied_events(fresh: pl.DataFrame, refund_events: pl.DataFrame, state: Poi
         .when(delta == full).then(pl.lit("earned"))
         .otherwise(pl.lit("capped"))
         .alias("reason")
-    ).select(GRANTS.schema.names())
-    slot_after = slots.with_columns(
-        net_amount_yen=pl.Series(net, dtype=pl.Int64),
-        points_first_yen=pl.Series(first, dtype=pl.Int64),
-        points_current_yen=pl.Series(current, dtype=pl.Int64),
     )
-    return _Applied(grants=grants, state=_next_state(state, fresh, earlier, slot_after, grants, run_date))
-
-
-def _int64(series: pl.Series) -> np.ndarray:
-    return np.ascontiguousarray(series.cast(pl.Int64).to_numpy())
-
-
-def _next_state(state: PointsState, fresh: pl.DataFrame, earlier: pl.DataFrame, slot_after: pl.DataFrame,
-                grants: pl.DataFrame, run_date: date) -> PointsState:
     night = pl.lit(run_date, dtype=pl.Date)
-    values = slot_after.select(pl.col("slot_id").alias("transaction_id"), "net_amount_yen", "points_first_yen",
-                               "points_current_yen")
-    new_rows = fresh.select("transaction_id", "wallet_id", "person_key", "service_id", "occurred_at",
-                            "amount_yen").join(values, on="transaction_id", how="left").with_columns(
-        processed_on=night, updated_on=night)
-    changed_rows = earlier.drop("net_amount_yen", "points_first_yen", "points_current_yen", "updated_on").join(
-        values, on="transaction_id", how="left").with_columns(updated_on=night)
-    touched = pl.concat([new_rows, changed_rows.select(new_rows.columns)]).select(POINTS_TRANSACTIONS.schema.names())
+    new_rows = (
+        grants.with_columns(net_amount_yen=pl.Series(net[:n]), points_first_yen=pl.Series(first[:n]),
+                            points_current_yen=pl.Series(current[:n]), processed_on=night, updated_on=night)
+        .filter(pl.col("kind") != "refund")
+    )
+    changed_rows = earlier.with_columns(
+        net_amount_yen=pl.Series(net[n:], dtype=pl.Int64), points_current_yen=pl.Series(current[n:], dtype=pl.Int64),
+        updated_on=night,
+    )
+    touched = pl.concat([new_rows.select(POINTS_TRANSACTIONS.schema.names()), changed_rows])
     transactions = pl.concat([
-        state.transactions.join(touched.lazy().select("transaction_id"), on="transaction_id", how="anti"),
+        state.transactions.join(changed_rows.lazy().select("transaction_id"), on="transaction_id", how="anti"),
         touched.lazy(),
     ]).sort("transaction_id")
     refunds_tonight = grants.filter(pl.col("kind") == "refund").select(
@@ -526,7 +540,11 @@ def _next_state(state: PointsState, fresh: pl.DataFrame, earlier: pl.DataFrame, 
                 .alias("granted_yen"))
         .sort("person_key")
     )
-    return PointsState(transactions=transactions, refunds=refunds, persons=persons)
+    return grants.select(GRANTS.schema.names()), PointsState(transactions, refunds, persons)
+
+
+def _int64(series: pl.Series) -> np.ndarray:
+    return np.ascontiguousarray(series.cast(pl.Int64).to_numpy())
 
 
 def settlement_lines(grants: pl.DataFrame) -> pl.DataFrame:
@@ -546,10 +564,12 @@ def settlement_lines(grants: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def point_totals(grants: pl.DataFrame) -> pl.DataFrame:
+def point_totals(grants: pl.DataFrame, settlement: pl.DataFrame | None = None) -> pl.DataFrame:
     """TOTALS: per service, the yen granted and clawed back tonight, their net, and the number
-    of wallets in its settlement file."""
-    lines = settlement_lines(grants).group_by("service_id").agg(pl.len().cast(pl.Int64).alias("wallets"))
+    of wallets in its settlement file (`settlement`: settlement_lines(grants), if at hand)."""
+    if settlement is None:
+        settlement = settlement_lines(grants)
+    lines = settlement.group_by("service_id").agg(pl.len().cast(pl.Int64).alias("wallets"))
     delta = pl.col("points_delta_yen")
     return (
         grants.group_by("service_id")
