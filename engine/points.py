@@ -368,6 +368,21 @@ def wallet_holds(
     )
 
 
+def holds_in_force(holds: pl.DataFrame, decisions: pl.DataFrame, run_date: date) -> pl.DataFrame:
+    """The wallet holds that still stop grants: those without a `release` as the latest
+    decision (by decided_on, then file order) on their hold_id decided on or before the run
+    date. A `deny` keeps the wallet held for good; a release lets the next night grant the
+    wallet's waiting transactions (points_night)."""
+    latest = (
+        decisions.lazy().filter(pl.col("decided_on") <= run_date)
+        .with_row_index("__order")
+        .sort("decided_on", "__order")
+        .group_by("hold_id").agg(pl.col("decision").last())
+        .filter(pl.col("decision") == "release")
+    )
+    return holds.lazy().join(latest, on="hold_id", how="anti").collect()
+
+
 # ---- the night ------------------------------------------------------------------------------------
 
 

@@ -85,17 +85,19 @@ def write_settlement_files(
     return files
 
 
-def points_ledger_entries(grants: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
-    """The ledger lines of the night's points, per wallet (columns of ledger.ledger_entries,
-    household_id null): entry P-<date>-<wallet_id>-G debits points_expense and credits
-    points_payable with the points granted; entry …-C reverses the points clawed back. The
-    reference is the provider's settlement file. Debits equal credits by construction."""
+def points_ledger_entries(grants: pl.LazyFrame, run_date: date, reference_prefix: str = "") -> pl.LazyFrame:
+    """The ledger lines of the night's points, per wallet (the ledger's columns, household_id
+    null): entry P-<date>-<wallet_id>-G debits points_expense and credits points_payable with
+    the points granted; entry …-C reverses the points clawed back. The reference is the
+    provider's settlement file, `reference_prefix` + settlement_path(). Debits equal credits by
+    construction."""
     delta = pl.col("points_delta_yen")
     per_wallet = grants.lazy().group_by("service_id", "wallet_id").agg(
         delta.clip(lower_bound=0).sum().alias("granted_yen"),
         (-delta.clip(upper_bound=0)).sum().alias("clawed_back_yen"),
     )
-    reference = pl.format("settlement/{}/{}.csv", pl.lit(f"{run_date:%Y%m%d}"), "service_id")
+    reference = pl.format("{}settlement/{}/{}.csv", pl.lit(reference_prefix), pl.lit(f"{run_date:%Y%m%d}"),
+                          "service_id")
     zero = pl.lit(0, dtype=pl.Int64)
 
     def entry(amount: str, suffix: str, debit: str, credit: str) -> pl.LazyFrame:

@@ -136,13 +136,16 @@ class PointsReference:
 
     def owner(self, wallet_id):
         """The wallet's earliest registration (then the smallest person_key)."""
-        rows = [w for w in self.wallets if w["wallet_id"] == wallet_id]
+        if not hasattr(self, "_registrations"):
+            self._registrations = defaultdict(list)
+            for w in self.wallets:
+                self._registrations[w["wallet_id"]].append(w)
 
         def key(w):
             person = self.persons.get(w["my_number"])
             return (w["registered_on"], person is None, person["person_key"] if person else 0)
 
-        return min(rows, key=key)
+        return min(self._registrations[wallet_id], key=key)
 
     # -- one night
     def night(self, run_date: date, released=()) -> Night:

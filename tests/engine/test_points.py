@@ -323,6 +323,17 @@ def test_wallet_holds_find_shared_second_wallets_and_refund_cycling() -> None:
     assert 10 not in stricter["wallet_id"].to_list()
 
 
+def test_holds_in_force_drop_the_released_ones_and_keep_the_denied() -> None:
+    holds = pl.DataFrame({"hold_id": ["HP-10", "HP-20", "HP-30", "HP-40"], "wallet_id": [10, 20, 30, 40]})
+    decisions = pl.DataFrame({
+        "hold_id": ["HP-10", "HP-20", "HP-30", "HP-30", "HP-40"],
+        "decision": ["release", "deny", "release", "deny", "release"],
+        "decided_on": [date(2020, 12, 1), date(2020, 12, 1), date(2020, 11, 1), date(2020, 12, 2), date(2021, 1, 5)],
+    })
+    assert points.holds_in_force(holds, decisions, date(2020, 12, 31))["wallet_id"].to_list() == [20, 30, 40]
+    assert points.holds_in_force(holds, decisions, date(2021, 1, 31))["wallet_id"].to_list() == [20, 30]
+
+
 # ---- generated samples, several nights, against the reference --------------------------------------
 
 NIGHTS = (date(2020, 10, 31), date(2020, 12, 31), date(2021, 6, 30), date(2021, 12, 31), date(2022, 1, 31))
@@ -445,8 +456,8 @@ def test_planted_points_faults_are_held_or_ignored_with_their_reason(nights, gen
 
 
 def test_files_and_ledger_reconcile_with_the_totals_every_night(nights, generated, tmp_path: Path) -> None:
-    for result, _, _, _ in nights:
-        run_date = result.grants["occurred_at"].max().date() if result.grants.height else NIGHTS[0]
+    for result, _, expected, _ in nights:
+        run_date = expected.run_date
         files = settlement.write_settlement_files(result.settlement, generated["services"], tmp_path, run_date)
         ledger = settlement.points_ledger_entries(result.grants.lazy(), run_date)
         figures = settlement.points_reconciliation(result.totals, files, ledger)

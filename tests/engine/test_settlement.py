@@ -68,6 +68,8 @@ def test_ledger_lines_have_the_benefit_ledger_columns_and_balance() -> None:
         ("points_expense", 0, 1_000), ("points_payable", 1_000, 0)]
     assert set(entries["reference"]) == {"settlement/20201231/1.csv", "settlement/20201231/2.csv"}
     assert entries["household_id"].null_count() == entries.height
+    prefixed = settlement.points_ledger_entries(GRANTS.lazy(), RUN, reference_prefix="2020-12-31/").collect()
+    assert prefixed["reference"].str.starts_with("2020-12-31/settlement/20201231/").all()
 
 
 def test_reconciliation_passes_then_names_what_disagrees(tmp_path: Path) -> None:
