@@ -145,15 +145,58 @@ def checked_transactions(transactions: pl.LazyFrame, wallets: pl.LazyFrame, run_
     A refund is checked against the valid charge or purchase it names: same wallet, not earlier
     (by occurred_at, then transaction_id), and the refunds of that transaction, in order of
     occurrence up to and including this one, total at most its amount.
+
+    Collects the wallet ids and the rows a refund check reads (refunds and the transactions
+    they name: a few % of the rows) while planning; the plan returned is then one streaming
+    pass over the transactions with no join (joins that keep the row order cost 3 s per 10M).
     """
+    wallet_ids = wallets.lazy().select(pl.col("wallet_id").unique()).collect().to_series()
     indexed = transactions.with_row_index("__row")
-    # the rows a refund check reads: refunds and the transactions they name, with every other
-    # row sharing their ids (so duplicate_key is decided among them alone); a few % of the rows
+    refunds = _refund_reasons(indexed, wallet_ids).collect()
+    refund_detail = _refund_detail().alias("__refund_detail")
+    lookup = refunds.filter(pl.col("__refund_reason").is_not_null()).with_columns(refund_detail)
+    rows = lookup["__row"]
+    checked = _with_basic_reason(indexed, wallet_ids).with_columns(
+        pl.coalesce(
+            "reject_reason",
+            pl.col("__row").replace_strict(rows, lookup["__refund_reason"], default=None, return_dtype=pl.String),
+        ).alias("reject_reason"),
+        (pl.col("occurred_at") >= _end_of(run_date)).fill_null(False).alias("is_pending"),
+    )
+    return checked.with_columns(
+        pl.coalesce(
+            _basic_detail(),
+            pl.col("__row").replace_strict(rows, lookup["__refund_detail"], default=None, return_dtype=pl.String),
+        ).alias("detail")
+    ).drop("__row")
+
+
+def _with_basic_reason(indexed: pl.LazyFrame, wallet_ids: pl.Series) -> pl.LazyFrame:
+    """`reject_reason` by the rules that read one row (and the wallet ids, and the earlier rows
+    of the same transaction_id)."""
+    required = ("transaction_id", "wallet_id", "occurred_at", "kind", "amount_yen")
+    is_refund = pl.col("kind") == "refund"
+    rules = {
+        "missing_value": pl.any_horizontal(pl.col(c).is_null() for c in required)
+        | (is_refund & pl.col("refund_of").is_null()),
+        "duplicate_key": ~pl.col("transaction_id").is_first_distinct(),
+        "invalid_value": ~pl.col("kind").is_in(KINDS) | (~is_refund & pl.col("refund_of").is_not_null()),
+        "amount_not_positive": pl.col("amount_yen") <= 0,
+        "unknown_wallet": ~pl.col("wallet_id").is_in(wallet_ids.implode()),
+    }
+    return indexed.with_columns(_first_reason(rules))
+
+
+def _refund_reasons(indexed: pl.LazyFrame, wallet_ids: pl.Series) -> pl.LazyFrame:
+    """The refund rules' reason for every refund that passes the basic rules (`__refund_reason`,
+    null when valid), with the values its detail quotes."""
+    # refunds and the transactions they name, with every row sharing their ids (so that
+    # duplicate_key is decided among them alone)
     refund_ids = indexed.filter(pl.col("kind") == "refund").select(
         pl.concat_list("transaction_id", "refund_of").explode().drop_nulls().unique().alias("transaction_id")
     )
     involved = _with_basic_reason(
-        indexed.join(refund_ids, on="transaction_id", how="semi").sort("__row"), wallets
+        indexed.join(refund_ids, on="transaction_id", how="semi").sort("__row"), wallet_ids
     ).filter(pl.col("reject_reason").is_null())
     originals = involved.filter(pl.col("kind").is_in(EARNING_KINDS)).select(
         pl.col("transaction_id").alias("refund_of"),
@@ -165,7 +208,7 @@ def checked_transactions(transactions: pl.LazyFrame, wallets: pl.LazyFrame, run_
     too_early = (pl.col("occurred_at") < pl.col("__original_at")) | (
         (pl.col("occurred_at") == pl.col("__original_at")) & (pl.col("transaction_id") < pl.col("refund_of"))
     )
-    refund_reason = (
+    return (
         involved.filter(pl.col("kind") == "refund")
         .join(originals, on="refund_of", how="left")
         .with_columns(
@@ -181,50 +224,12 @@ def checked_transactions(transactions: pl.LazyFrame, wallets: pl.LazyFrame, run_
             .over("refund_of", order_by=["occurred_at", "transaction_id"])
             .alias("__refunded_so_far")
         )
-        .select(
-            "__row",
-            "__original_at",
-            "__refunded_so_far",
-            "__original_amount",
+        .with_columns(
             pl.when(pl.col("__refund_reason").is_not_null()).then(pl.col("__refund_reason"))
             .when(pl.col("__refunded_so_far") > pl.col("__original_amount"))
             .then(pl.lit("refund_exceeds_amount"))
             .alias("__refund_reason"),
         )
-    )
-    checked = (
-        _with_basic_reason(indexed, wallets)
-        .join(refund_reason, on="__row", how="left", maintain_order="left")
-        .with_columns(
-            pl.coalesce("reject_reason", "__refund_reason").alias("reject_reason"),
-            (pl.col("occurred_at") >= _end_of(run_date)).fill_null(False).alias("is_pending"),
-        )
-    )
-    # details are written for the few rejected rows only (formatting every row costs a fifth)
-    details = checked.filter(pl.col("reject_reason").is_not_null()).select("__row", _transaction_detail())
-    return checked.join(details, on="__row", how="left", maintain_order="left").drop(
-        "__row", "__refund_reason", "__original_at", "__refunded_so_far", "__original_amount"
-    )
-
-
-def _with_basic_reason(indexed: pl.LazyFrame, wallets: pl.LazyFrame) -> pl.LazyFrame:
-    """`reject_reason` by the rules that read one row (and the wallets, and earlier rows of the
-    same transaction_id)."""
-    known = wallets.lazy().select(pl.col("wallet_id").unique(), __known_wallet=pl.lit(True))
-    required = ("transaction_id", "wallet_id", "occurred_at", "kind", "amount_yen")
-    is_refund = pl.col("kind") == "refund"
-    rules = {
-        "missing_value": pl.any_horizontal(pl.col(c).is_null() for c in required)
-        | (is_refund & pl.col("refund_of").is_null()),
-        "duplicate_key": ~pl.col("transaction_id").is_first_distinct(),
-        "invalid_value": ~pl.col("kind").is_in(KINDS) | (~is_refund & pl.col("refund_of").is_not_null()),
-        "amount_not_positive": pl.col("amount_yen") <= 0,
-        "unknown_wallet": pl.col("__known_wallet").is_null(),
-    }
-    return (
-        indexed.join(known, on="wallet_id", how="left", maintain_order="left")
-        .with_columns(_first_reason(rules))
-        .drop("__known_wallet")
     )
 
 
@@ -234,8 +239,9 @@ def _first_reason(rules: dict[str, pl.Expr]) -> pl.Expr:
     ).alias("reject_reason")
 
 
-def _transaction_detail() -> pl.Expr:
-    """The offending values of a rejected transaction (ids, kinds, amounts; never a My Number)."""
+def _basic_detail() -> pl.Expr:
+    """The offending values of a row rejected by a basic rule (ids, kinds, amounts; never a My
+    Number); null otherwise."""
     reason = pl.col("reject_reason")
     nulls = pl.concat_str(
         [pl.when(pl.col(c).is_null()).then(pl.lit(c))
@@ -251,14 +257,20 @@ def _transaction_detail() -> pl.Expr:
                       pl.col("refund_of").cast(pl.String).fill_null("null")))
         .when(reason == "amount_not_positive").then(pl.format("amount_yen {}", "amount_yen"))
         .when(reason == "unknown_wallet").then(pl.format("wallet_id {}", "wallet_id"))
-        .when(reason == "unknown_refunded_transaction").then(
+    )
+
+
+def _refund_detail() -> pl.Expr:
+    """The values a refund rule's reject quotes."""
+    reason = pl.col("__refund_reason")
+    return (
+        pl.when(reason == "unknown_refunded_transaction").then(
             pl.format("refund_of {} (wallet_id {})", "refund_of", "wallet_id"))
         .when(reason == "impossible_date").then(
             pl.format("refund at {} before transaction {} at {}", "occurred_at", "refund_of", "__original_at"))
         .when(reason == "refund_exceeds_amount").then(
             pl.format("refunds of transaction {} reach ¥{} of its ¥{}", "refund_of", "__refunded_so_far",
                       "__original_amount"))
-        .alias("detail")
     )
 
 
@@ -330,12 +342,12 @@ def wallet_holds(
         .unique()
     )
     usable = transactions.filter(pl.col("reject_reason").is_null() & (pl.col("occurred_at") < _end_of(run_date)))
-    earning = usable.filter(pl.col("kind").is_in(EARNING_KINDS))
-    refunded = (
-        usable.filter(pl.col("kind") == "refund")
-        .group_by("refund_of")
-        .agg(pl.col("amount_yen").sum().alias("refunded_yen"), pl.col("occurred_at").max().alias("refunded_at"))
-    )
+    refunds = usable.filter(pl.col("kind") == "refund")
+    refunded = refunds.group_by("refund_of").agg(
+        pl.col("amount_yen").sum().alias("refunded_yen"), pl.col("occurred_at").max().alias("refunded_at"))
+    # only wallets with a refund can cycle: narrow to them first (a few % of the rows)
+    earning = usable.filter(pl.col("kind").is_in(EARNING_KINDS)).join(
+        refunds.select(pl.col("wallet_id").unique()), on="wallet_id", how="semi")
     latest = earning.group_by("wallet_id").agg(pl.col("occurred_at").max().alias("latest_at"))
     cycling = (
         earning.join(refunded, left_on="transaction_id", right_on="refund_of")
@@ -388,10 +400,11 @@ def holds_in_force(holds: pl.DataFrame, decisions: pl.DataFrame, run_date: date)
 
 def ignore_reason(cfg: MynapointConfig) -> pl.Expr:
     """IGNORE_REASONS' first reason that an earning transaction (with its wallet's
-    registered_on, person_key, died_on, service_kind and is_held) earns nothing; null if none."""
+    registered_on, person_key, died_on, earning_kind (the kind its service rewards, EARNS_ON)
+    and is_held) earns nothing; null if none."""
     occurred = pl.col("occurred_at")
     day = occurred.dt.date()
-    earning_kind = pl.col("service_kind").replace_strict(EARNS_ON, default=None, return_dtype=pl.String)
+    earning_kind = pl.col("earning_kind")
     rules = {
         "outside_window": (occurred < datetime.combine(cfg.window_start, time()))
         | (occurred >= _end_of(cfg.window_end)),
@@ -435,12 +448,14 @@ def points_night(
         "transaction_id", "wallet_id", "occurred_at", "kind", "amount_yen", "refund_of"
     )
     held = holds.lazy().select(pl.col("wallet_id").unique(), is_held=pl.lit(True))
-    enriched = (
-        usable.join(wallet_owners(wallets, persons), on="wallet_id", how="left")
-        .join(services.select("service_id", pl.col("kind").alias("service_kind")), on="service_id", how="left")
+    wallet_facts = (  # joined per wallet first: one join of the transactions instead of three
+        wallet_owners(wallets, persons)
+        .join(services.select("service_id", pl.col("kind").replace_strict(EARNS_ON, default=None, return_dtype=pl.String)
+                              .alias("earning_kind")), on="service_id", how="left")
         .join(held, on="wallet_id", how="left")
         .with_columns(pl.col("is_held").fill_null(False))
     )
+    enriched = usable.join(wallet_facts, on="wallet_id", how="left")
     earning = (
         enriched.filter(pl.col("kind") != "refund")
         .join(state.transactions.select("transaction_id"), on="transaction_id", how="anti")
@@ -456,7 +471,9 @@ def points_night(
     in_state = refunds.lazy().join(
         state.transactions.select(pl.col("transaction_id").alias("refund_of")), on="refund_of", how="semi"
     ).collect()
-    of_fresh = refunds.join(fresh.select(pl.col("transaction_id").alias("refund_of")), on="refund_of", how="semi")
+    # probe the many fresh ids against the few refunded ones (a hash of the small side)
+    refunded_fresh = fresh.filter(pl.col("transaction_id").is_in(refunds["refund_of"].implode()))["transaction_id"]
+    of_fresh = refunds.filter(pl.col("refund_of").is_in(refunded_fresh.implode()))
     waiting = refunds.join(pl.concat([in_state, of_fresh]).select("transaction_id"), on="transaction_id", how="anti")
     ignored = (
         pl.concat([
@@ -487,10 +504,11 @@ def _applied_events(events: pl.DataFrame, state: PointsState, cfg: MynapointConf
     events = events.sort("person_key", "occurred_at", "transaction_id").with_row_index("event")
     n = events.height
     is_refund = (events["kind"] == "refund").to_numpy()
-    grant_slots = events.filter(~pl.col("kind").eq("refund")).select(
-        pl.col("transaction_id").alias("refund_of"), pl.col("event").alias("slot"))
-    refund_slots = events.filter(pl.col("kind") == "refund").select("event", "refund_of").join(
-        grant_slots, on="refund_of", how="left", maintain_order="left")
+    refund_rows = events.filter(pl.col("kind") == "refund").select("event", "refund_of")
+    grant_slots = events.filter(
+        (pl.col("kind") != "refund") & pl.col("transaction_id").is_in(refund_rows["refund_of"].implode())
+    ).select(pl.col("transaction_id").alias("refund_of"), pl.col("event").alias("slot"))
+    refund_slots = refund_rows.join(grant_slots, on="refund_of", how="left", maintain_order="left")
     targets = refund_slots.filter(pl.col("slot").is_null()).select(pl.col("refund_of").unique().sort())
     earlier = (
         state.transactions.join(targets.lazy().rename({"refund_of": "transaction_id"}), on="transaction_id",
@@ -512,8 +530,11 @@ def _applied_events(events: pl.DataFrame, state: PointsState, cfg: MynapointConf
         state.persons.join(events.lazy().select(pl.col("person_key").unique()), on="person_key", how="semi")
         .collect()
     )
-    room = events.select("person_key").join(granted, on="person_key", how="left", maintain_order="left").select(
-        cfg.cap_per_person_yen - pl.col("granted_yen").fill_null(0))
+    room = events.select(
+        cfg.cap_per_person_yen
+        - pl.col("person_key").replace_strict(granted["person_key"], granted["granted_yen"], default=0,
+                                              return_dtype=pl.Int64)
+    )
     change, net, first, current = kernels.capped_point_changes(
         _int64(events["person_key"]), np.ascontiguousarray(is_refund), _int64(events["amount_yen"]), slot,
         _int64(room.to_series()), initial["net_amount_yen"], initial["points_first_yen"],
@@ -567,8 +588,9 @@ def settlement_lines(grants: pl.DataFrame) -> pl.DataFrame:
     (< 0) tonight, with its gross parts; wallets whose changes cancel out are left out."""
     delta = pl.col("points_delta_yen")
     return (
-        grants.group_by("service_id", "wallet_id")
+        grants.group_by("wallet_id")  # a wallet has one service: grouping by it alone is faster
         .agg(
+            pl.col("service_id").first(),
             delta.clip(lower_bound=0).sum().alias("granted_yen"),
             (-delta.clip(upper_bound=0)).sum().alias("clawed_back_yen"),
             delta.sum().alias("points_yen"),
