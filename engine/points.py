@@ -439,7 +439,12 @@ def points_night(
     the hold is released grants them, in order of occurrence, under the room left then; their
     refunds wait with them. Refunds of transactions processed before the hold still claw back.
 
-    Collects tonight's events (the kernel needs whole arrays per person); the state stays lazy.
+    Tonight's events are collected (the kernel needs whole arrays per person; ≈0.3 KB per
+    event at the peak); the state stays lazy: the next state is the old one (rows kept in their
+    order) with tonight's rows appended. To bound memory on a night that catches up on many
+    transactions, call it once per group of persons, with `wallets` narrowed to the wallets
+    whose owner (wallet_owners) is in the group (their transactions follow), each call's state
+    materialised as the next call's.
     """
     wallets, services, persons = wallets.lazy(), services.lazy(), persons.lazy()
     if "reject_reason" not in transactions.collect_schema():
@@ -455,7 +460,30 @@ def points_night(
         .join(held, on="wallet_id", how="left")
         .with_columns(pl.col("is_held").fill_null(False))
     )
-    enriched = usable.join(wallet_facts, on="wallet_id", how="left")
+    tonight = _tonight(usable.join(wallet_facts, on="wallet_id", how="inner"), state, cfg, run_date)
+    settlement = settlement_lines(tonight.grants)
+    return PointsNight(
+        grants=tonight.grants,
+        ignored=tonight.ignored.sort("transaction_id"),
+        state=_next_state(state, tonight.grants, tonight.touched, run_date),
+        settlement=settlement,
+        totals=point_totals(tonight.grants, settlement),
+    )
+
+
+EVENT_COLUMNS = ["transaction_id", "wallet_id", "person_key", "service_id", "occurred_at", "kind", "amount_yen",
+                 "refund_of"]
+
+
+class _Tonight(NamedTuple):
+    grants: pl.DataFrame  # GRANTS, in kernel order
+    ignored: pl.DataFrame  # IGNORED
+    touched: pl.DataFrame  # POINTS_TRANSACTIONS rows granted or refunded tonight
+
+
+def _tonight(enriched: pl.LazyFrame, state: PointsState, cfg: MynapointConfig, run_date: date) -> _Tonight:
+    """Tonight's events through the cap kernel; `enriched` is the usable transactions with
+    their wallet's facts."""
     earning = (
         enriched.filter(pl.col("kind") != "refund")
         .join(state.transactions.select("transaction_id"), on="transaction_id", how="anti")
@@ -475,27 +503,18 @@ def points_night(
     refunded_fresh = fresh.filter(pl.col("transaction_id").is_in(refunds["refund_of"].implode()))["transaction_id"]
     of_fresh = refunds.filter(pl.col("refund_of").is_in(refunded_fresh.implode()))
     waiting = refunds.join(pl.concat([in_state, of_fresh]).select("transaction_id"), on="transaction_id", how="anti")
-    ignored = (
-        pl.concat([
-            ignored_earning,
-            waiting.join(ignored_earning.select(pl.col("transaction_id").alias("refund_of"), "reason"), on="refund_of")
-            .select(IGNORED.schema.names()),
-        ])
-        .sort("transaction_id")
-    )
-    grants, next_state = _applied_events(pl.concat([fresh, in_state, of_fresh]), state, cfg, run_date)
-    settlement = settlement_lines(grants)
-    return PointsNight(grants=grants, ignored=ignored, state=next_state, settlement=settlement,
-                       totals=point_totals(grants, settlement))
-
-
-EVENT_COLUMNS = ["transaction_id", "wallet_id", "person_key", "service_id", "occurred_at", "kind", "amount_yen",
-                 "refund_of"]
+    ignored = pl.concat([
+        ignored_earning,
+        waiting.join(ignored_earning.select(pl.col("transaction_id").alias("refund_of"), "reason"), on="refund_of")
+        .select(IGNORED.schema.names()),
+    ])
+    grants, touched = _applied_events(pl.concat([fresh, in_state, of_fresh]), state, cfg, run_date)
+    return _Tonight(grants=grants, ignored=ignored, touched=touched)
 
 
 def _applied_events(events: pl.DataFrame, state: PointsState, cfg: MynapointConfig,
-                    run_date: date) -> tuple[pl.DataFrame, PointsState]:
-    """Tonight's grants and the next state: the cap kernel over the events in kernel order.
+                    run_date: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(grants, state rows touched): the cap kernel over the events in kernel order.
 
     Slots (the kernel's per-transaction memory): a transaction granted tonight uses its own
     event's position (reads stay sequential); a transaction from the state that is refunded
@@ -560,23 +579,33 @@ def _applied_events(events: pl.DataFrame, state: PointsState, cfg: MynapointConf
         updated_on=night,
     )
     touched = pl.concat([new_rows.select(POINTS_TRANSACTIONS.schema.names()), changed_rows])
+    return grants.select(GRANTS.schema.names()), touched
+
+
+def _next_state(state: PointsState, grants: pl.DataFrame, touched: pl.DataFrame, run_date: date) -> PointsState:
+    """The old state, rows in their order, with tonight's changes: refunded transactions move
+    to the end with their new values, new ones are appended (sorted), as are tonight's refunds
+    and persons; each person's granted_yen moves by tonight's changes. No global sort: the
+    state grows by a night's rows, not by a rewrite in a new order."""
+    touched = touched.sort("transaction_id")
     transactions = pl.concat([
-        state.transactions.join(changed_rows.lazy().select("transaction_id"), on="transaction_id", how="anti"),
+        state.transactions.join(touched.lazy().select("transaction_id"), on="transaction_id", how="anti",
+                                maintain_order="left"),
         touched.lazy(),
-    ]).sort("transaction_id")
+    ])
     refunds_tonight = grants.filter(pl.col("kind") == "refund").select(
         "transaction_id", "refund_of", "amount_yen", "occurred_at",
-        (-pl.col("points_delta_yen")).alias("clawed_back_yen"), applied_on=night,
-    )
-    refunds = pl.concat([state.refunds, refunds_tonight.lazy()]).sort("transaction_id")
-    tonight = grants.group_by("person_key").agg(pl.col("points_delta_yen").sum().alias("tonight_yen"))
-    persons = (
-        state.persons.join(tonight.lazy(), on="person_key", how="full", coalesce=True)
-        .select("person_key", (pl.col("granted_yen").fill_null(0) + pl.col("tonight_yen").fill_null(0))
-                .alias("granted_yen"))
-        .sort("person_key")
-    )
-    return grants.select(GRANTS.schema.names()), PointsState(transactions, refunds, persons)
+        (-pl.col("points_delta_yen")).alias("clawed_back_yen"), applied_on=pl.lit(run_date, dtype=pl.Date),
+    ).sort("transaction_id")
+    refunds = pl.concat([state.refunds, refunds_tonight.lazy()])
+    tonight = grants.group_by("person_key").agg(pl.col("points_delta_yen").sum().alias("tonight_yen")).lazy()
+    persons = pl.concat([
+        state.persons.join(tonight, on="person_key", how="left", maintain_order="left")
+        .select("person_key", (pl.col("granted_yen") + pl.col("tonight_yen").fill_null(0)).alias("granted_yen")),
+        tonight.join(state.persons, on="person_key", how="anti")
+        .select("person_key", pl.col("tonight_yen").alias("granted_yen")).sort("person_key"),
+    ])
+    return PointsState(transactions=transactions, refunds=refunds, persons=persons)
 
 
 def _int64(series: pl.Series) -> np.ndarray:
