@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from engine import kernels
+from engine import kernels, settlement
 from engine.config import MynapointConfig
 from engine.schemas import Contract
 
@@ -93,14 +93,6 @@ IGNORED = Contract("points_ignored", pl.Schema({
     "transaction_id": pl.Int64, "wallet_id": pl.Int64, "person_key": pl.Int64, "service_id": pl.Int64,
     "occurred_at": TIMESTAMP, "kind": pl.String, "amount_yen": pl.Int64, "reason": pl.String,
 }))
-SETTLEMENT = Contract("point_settlements", pl.Schema({
-    "service_id": pl.Int64, "wallet_id": pl.Int64, "granted_yen": pl.Int64, "clawed_back_yen": pl.Int64,
-    "points_yen": pl.Int64,
-}))
-TOTALS = Contract("point_totals", pl.Schema({
-    "service_id": pl.Int64, "granted_yen": pl.Int64, "clawed_back_yen": pl.Int64, "net_yen": pl.Int64,
-    "wallets": pl.Int64,
-}))
 WALLET_HOLDS = Contract("point_holds", pl.Schema({
     "hold_id": pl.String, "wallet_id": pl.Int64, "person_key": pl.Int64, "service_id": pl.Int64,
     "reasons": pl.List(pl.String), "evidence": pl.String,
@@ -120,8 +112,8 @@ class PointsNight(NamedTuple):
     grants: pl.DataFrame  # GRANTS: one row per grant or refund event processed tonight
     ignored: pl.DataFrame  # IGNORED: every transaction as of the night that earns nothing (yet)
     state: PointsState  # the state to persist for the next night
-    settlement: pl.DataFrame  # SETTLEMENT: per service and wallet, points_yen ≠ 0
-    totals: pl.DataFrame  # TOTALS: per service with a change tonight
+    settlement: pl.DataFrame  # settlement.SETTLEMENT: per service and wallet, points_yen ≠ 0
+    totals: pl.DataFrame  # settlement.TOTALS: per service with a change tonight
 
 
 def empty_points_state() -> PointsState:
@@ -453,21 +445,21 @@ def points_night(
         "transaction_id", "wallet_id", "occurred_at", "kind", "amount_yen", "refund_of"
     )
     held = holds.lazy().select(pl.col("wallet_id").unique(), is_held=pl.lit(True))
+    earning_kind = pl.col("kind").replace_strict(EARNS_ON, default=None, return_dtype=pl.String)
     wallet_facts = (  # joined per wallet first: one join of the transactions instead of three
         wallet_owners(wallets, persons)
-        .join(services.select("service_id", pl.col("kind").replace_strict(EARNS_ON, default=None, return_dtype=pl.String)
-                              .alias("earning_kind")), on="service_id", how="left")
+        .join(services.select("service_id", earning_kind.alias("earning_kind")), on="service_id", how="left")
         .join(held, on="wallet_id", how="left")
         .with_columns(pl.col("is_held").fill_null(False))
     )
     tonight = _tonight(usable.join(wallet_facts, on="wallet_id", how="inner"), state, cfg, run_date)
-    settlement = settlement_lines(tonight.grants)
+    lines = settlement.settlement_lines(tonight.grants)
     return PointsNight(
         grants=tonight.grants,
         ignored=tonight.ignored.sort("transaction_id"),
         state=_next_state(state, tonight.grants, tonight.touched, run_date),
-        settlement=settlement,
-        totals=point_totals(tonight.grants, settlement),
+        settlement=lines,
+        totals=settlement.point_totals(tonight.grants, lines),
     )
 
 
@@ -610,42 +602,3 @@ def _next_state(state: PointsState, grants: pl.DataFrame, touched: pl.DataFrame,
 
 def _int64(series: pl.Series) -> np.ndarray:
     return np.ascontiguousarray(series.cast(pl.Int64).to_numpy())
-
-
-def settlement_lines(grants: pl.DataFrame) -> pl.DataFrame:
-    """SETTLEMENT: per service and wallet, the points to grant (points_yen > 0) or claw back
-    (< 0) tonight, with its gross parts; wallets whose changes cancel out are left out."""
-    delta = pl.col("points_delta_yen")
-    return (
-        grants.group_by("wallet_id")  # a wallet has one service: grouping by it alone is faster
-        .agg(
-            pl.col("service_id").first(),
-            delta.clip(lower_bound=0).sum().alias("granted_yen"),
-            (-delta.clip(upper_bound=0)).sum().alias("clawed_back_yen"),
-            delta.sum().alias("points_yen"),
-        )
-        .filter(pl.col("points_yen") != 0)
-        .select(SETTLEMENT.schema.names())
-        .sort("service_id", "wallet_id")
-    )
-
-
-def point_totals(grants: pl.DataFrame, settlement: pl.DataFrame | None = None) -> pl.DataFrame:
-    """TOTALS: per service, the yen granted and clawed back tonight, their net, and the number
-    of wallets in its settlement file (`settlement`: settlement_lines(grants), if at hand)."""
-    if settlement is None:
-        settlement = settlement_lines(grants)
-    lines = settlement.group_by("service_id").agg(pl.len().cast(pl.Int64).alias("wallets"))
-    delta = pl.col("points_delta_yen")
-    return (
-        grants.group_by("service_id")
-        .agg(
-            delta.clip(lower_bound=0).sum().alias("granted_yen"),
-            (-delta.clip(upper_bound=0)).sum().alias("clawed_back_yen"),
-            delta.sum().alias("net_yen"),
-        )
-        .join(lines, on="service_id", how="left")
-        .with_columns(pl.col("wallets").fill_null(0))
-        .select(TOTALS.schema.names())
-        .sort("service_id")
-    )

@@ -1,9 +1,11 @@
-"""Settlement: the night's Mynapoint provider files, ledger lines and their reconciliation.
+"""Settlement: what the night's Mynapoint points mean for each provider, its files, its ledger
+lines, and their reconciliation.
 
-points.settlement_lines → write_settlement_files: `settlement/<YYYYMMDD>/<service_id>.csv`, one
-file per registered service every night (an empty one says "nothing tonight", so a lost file is
-noticed); points.grants → points_ledger_entries (the columns of ledger.ledger_entries);
-points_reconciliation checks totals, files and ledger agree to the yen.
+points grants → settlement_lines (per wallet) and point_totals (per service) →
+write_settlement_files: `settlement/<YYYYMMDD>/<service_id>.csv`, one file per registered service
+every night (an empty one says "nothing tonight", so a lost file is noticed); grants →
+points_ledger_entries (the ledger's columns); points_reconciliation checks totals, files and
+ledger agree to the yen.
 
 File format (UTF-8, LF line ends, deterministic bytes):
     service_id,wallet_id,points_yen          header
@@ -22,11 +24,22 @@ from pathlib import Path
 import polars as pl
 
 from engine.errors import ReconciliationError
+from engine.schemas import Contract
 
 HEADER = "service_id,wallet_id,points_yen\n"
 EXPENSE = "points_expense"  # the State's cost of the points granted
 PAYABLE = "points_payable"  # owed to the providers, who granted the points in their own currency
 LEDGER_COLUMNS = ("run_date", "entry_id", "household_id", "account", "debit_yen", "credit_yen", "reference")
+
+
+SETTLEMENT = Contract("point_settlements", pl.Schema({
+    "service_id": pl.Int64, "wallet_id": pl.Int64, "granted_yen": pl.Int64, "clawed_back_yen": pl.Int64,
+    "points_yen": pl.Int64,
+}))
+TOTALS = Contract("point_totals", pl.Schema({
+    "service_id": pl.Int64, "granted_yen": pl.Int64, "clawed_back_yen": pl.Int64, "net_yen": pl.Int64,
+    "wallets": pl.Int64,
+}))
 
 
 @dataclass(frozen=True)
@@ -59,7 +72,7 @@ def write_settlement_files(
     settlement: pl.DataFrame, services: pl.DataFrame, out_dir: Path, run_date: date
 ) -> list[SettlementFile]:
     """Write one file per service of `services` under out_dir/settlement/<YYYYMMDD>/, from
-    `settlement` (points.SETTLEMENT: service_id, wallet_id, points_yen); return them in
+    `settlement` (SETTLEMENT: service_id, wallet_id, points_yen); return them in
     service_id order with their record count, net total and SHA-256."""
     service_ids = sorted(int(s) for s in services["service_id"].unique())
     unknown = sorted(set(settlement["service_id"].unique().to_list()) - set(service_ids))
@@ -157,3 +170,42 @@ def points_reconciliation(totals: pl.DataFrame, files: list[SettlementFile], led
         msg += "\n\nHint: this is a bug in the engine, not in the input; keep the run's log."
         raise ReconciliationError(msg)
     return figures
+
+
+def settlement_lines(grants: pl.DataFrame) -> pl.DataFrame:
+    """SETTLEMENT: per service and wallet, the points to grant (points_yen > 0) or claw back
+    (< 0) tonight, with its gross parts; wallets whose changes cancel out are left out."""
+    delta = pl.col("points_delta_yen")
+    return (
+        grants.group_by("wallet_id")  # a wallet has one service: grouping by it alone is faster
+        .agg(
+            pl.col("service_id").first(),
+            delta.clip(lower_bound=0).sum().alias("granted_yen"),
+            (-delta.clip(upper_bound=0)).sum().alias("clawed_back_yen"),
+            delta.sum().alias("points_yen"),
+        )
+        .filter(pl.col("points_yen") != 0)
+        .select(SETTLEMENT.schema.names())
+        .sort("service_id", "wallet_id")
+    )
+
+
+def point_totals(grants: pl.DataFrame, settlement: pl.DataFrame | None = None) -> pl.DataFrame:
+    """TOTALS: per service, the yen granted and clawed back tonight, their net, and the number
+    of wallets in its settlement file (`settlement`: settlement_lines(grants), if at hand)."""
+    if settlement is None:
+        settlement = settlement_lines(grants)
+    lines = settlement.group_by("service_id").agg(pl.len().cast(pl.Int64).alias("wallets"))
+    delta = pl.col("points_delta_yen")
+    return (
+        grants.group_by("service_id")
+        .agg(
+            delta.clip(lower_bound=0).sum().alias("granted_yen"),
+            (-delta.clip(upper_bound=0)).sum().alias("clawed_back_yen"),
+            delta.sum().alias("net_yen"),
+        )
+        .join(lines, on="service_id", how="left")
+        .with_columns(pl.col("wallets").fill_null(0))
+        .select(TOTALS.schema.names())
+        .sort("service_id")
+    )

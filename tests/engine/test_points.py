@@ -300,7 +300,8 @@ def test_wallet_holds_find_shared_second_wallets_and_refund_cycling() -> None:
                                                 "died_on": [None, None]}, schema_overrides={"died_on": pl.Date})])
     cycling = [(100 + 2 * i, 10, at(f"2020-11-0{i + 1} 10:00"), "charge", 20_000) for i in range(4)] + [
         (101 + 2 * i, 10, at(f"2020-11-0{i + 1} 11:00"), "refund", 20_000, 100 + 2 * i) for i in range(3)]
-    clean = [(200, 20, at("2020-11-01 10:00"), "charge", 5_000), (201, 20, at("2020-11-02 10:00"), "refund", 5_000, 200),
+    clean = [(200, 20, at("2020-11-01 10:00"), "charge", 5_000),  # one cycle only
+             (201, 20, at("2020-11-02 10:00"), "refund", 5_000, 200),
              (202, 20, at("2020-11-03 10:00"), "charge", 5_000)]
     tx = points.checked_transactions(transactions(*cycling, *clean), wallets, RUN)
     holds = points.wallet_holds(wallets, tx, persons, RUN)
@@ -398,6 +399,16 @@ def test_every_event_matches_the_reference_to_the_yen(nights) -> None:
 
 def changes_of(result: points.PointsNight) -> dict[int, int]:
     return dict(result.grants.select("transaction_id", "points_delta_yen").iter_rows())
+
+
+def test_refunds_arriving_on_later_nights_claw_back_there(nights) -> None:
+    later = 0
+    for result, _, _, state_before in nights[1:]:
+        granted_before = state_before.transactions.select("transaction_id").collect()["transaction_id"]
+        clawbacks = result.grants.filter((pl.col("reason") == "clawback")
+                                         & pl.col("refund_of").is_in(granted_before.implode()))
+        later += clawbacks.height
+    assert later > 0
 
 
 def test_holds_match_the_reference(nights) -> None:

@@ -34,7 +34,7 @@ GRANTS = grants((1, 20, 2, 2_500), (2, 20, 2, -1_000), (3, 7, 2, 300), (4, 11, 1
 
 
 def test_one_file_per_service_sorted_by_wallet_with_a_total_line(tmp_path: Path) -> None:
-    lines = points.settlement_lines(GRANTS)
+    lines = settlement.settlement_lines(GRANTS)
     files = settlement.write_settlement_files(lines, SERVICES, tmp_path, RUN)
     assert [(f.service_id, f.records, f.total_yen) for f in files] == [(1, 1, -500), (2, 2, 1_800), (3, 0, 0)]
     assert files[1].path == tmp_path / "settlement" / "20201231" / "2.csv"
@@ -45,7 +45,7 @@ def test_one_file_per_service_sorted_by_wallet_with_a_total_line(tmp_path: Path)
 
 
 def test_files_are_byte_identical_on_a_rerun(tmp_path: Path) -> None:
-    lines = points.settlement_lines(GRANTS)
+    lines = settlement.settlement_lines(GRANTS)
     first = settlement.write_settlement_files(lines, SERVICES, tmp_path / "a", RUN)
     again = settlement.write_settlement_files(lines.sample(fraction=1.0, shuffle=True, seed=3), SERVICES,
                                               tmp_path / "b", RUN)
@@ -53,7 +53,7 @@ def test_files_are_byte_identical_on_a_rerun(tmp_path: Path) -> None:
 
 
 def test_settlement_for_an_unregistered_service_is_refused(tmp_path: Path) -> None:
-    lines = points.settlement_lines(grants((1, 5, 99, 100)))
+    lines = settlement.settlement_lines(grants((1, 5, 99, 100)))
     with pytest.raises(ReconciliationError, match=r"service_id\(s\) \[99\]"):
         settlement.write_settlement_files(lines, SERVICES, tmp_path, RUN)
 
@@ -62,10 +62,11 @@ def test_ledger_lines_have_the_benefit_ledger_columns_and_balance() -> None:
     entries = settlement.points_ledger_entries(GRANTS.lazy(), RUN).collect()
     assert entries.schema == state.SCHEMAS["ledger"]  # the benefit ledger's columns (ledger.ledger_lines)
     assert entries["debit_yen"].sum() == entries["credit_yen"].sum() == 3_200 + 1_900
-    assert entries.filter(pl.col("entry_id") == "P-2020-12-31-20-G").select("account", "debit_yen", "credit_yen").rows() == [
-        ("points_expense", 2_500, 0), ("points_payable", 0, 2_500)]
-    assert entries.filter(pl.col("entry_id") == "P-2020-12-31-20-C").select("account", "debit_yen", "credit_yen").rows() == [
-        ("points_expense", 0, 1_000), ("points_payable", 1_000, 0)]
+    def lines(entry_id: str) -> list[tuple]:
+        return entries.filter(pl.col("entry_id") == entry_id).select("account", "debit_yen", "credit_yen").rows()
+
+    assert lines("P-2020-12-31-20-G") == [("points_expense", 2_500, 0), ("points_payable", 0, 2_500)]
+    assert lines("P-2020-12-31-20-C") == [("points_expense", 0, 1_000), ("points_payable", 1_000, 0)]
     assert set(entries["reference"]) == {"settlement/20201231/1.csv", "settlement/20201231/2.csv"}
     assert entries["household_id"].null_count() == entries.height
     prefixed = settlement.points_ledger_entries(GRANTS.lazy(), RUN, reference_prefix="2020-12-31/").collect()
@@ -73,8 +74,8 @@ def test_ledger_lines_have_the_benefit_ledger_columns_and_balance() -> None:
 
 
 def test_reconciliation_passes_then_names_what_disagrees(tmp_path: Path) -> None:
-    totals = points.point_totals(GRANTS)
-    files = settlement.write_settlement_files(points.settlement_lines(GRANTS), SERVICES, tmp_path, RUN)
+    totals = settlement.point_totals(GRANTS)
+    files = settlement.write_settlement_files(settlement.settlement_lines(GRANTS), SERVICES, tmp_path, RUN)
     entries = settlement.points_ledger_entries(GRANTS.lazy(), RUN)
     figures = settlement.points_reconciliation(totals, files, entries)
     assert figures["points_granted_yen"] == 3_200
