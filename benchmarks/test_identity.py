@@ -166,8 +166,8 @@ def test_jaro_winkler_on_candidate_pairs(benchmark, night, implementation: str, 
 
 
 COMPONENTS = {
-    "kernel": lambda nodes, left, right: similarity.components(nodes, left, right),
-    "polars": lambda nodes, left, right: components_polars(nodes, left, right)[0],
+    "kernel": lambda nodes, left, right: (similarity.components(nodes, left, right), None),
+    "polars": components_polars,
 }
 
 
@@ -178,16 +178,19 @@ COMPONENTS = {
 def test_components(benchmark, night, edges: str, implementation: str, candidate_pairs_by_size) -> None:
     """Union-find on the night's matched pairs (what the check clusters) and, as a bigger graph
     from the same data, on all candidate pairs."""
+    if (edges, implementation, night.residents) == ("candidate", "polars", 10_000_000):
+        pytest.skip("min-label propagation over the 10M night's 2.9M candidate edges ran for over "
+                    "10 minutes without finishing its rounds (the kernel takes 1.6 s)")
     pairs = pairs_of(night, candidate_pairs_by_size)
     if edges == "matched":
         pairs = identity.matches(pairs, night.cfg.checks)
     left, right = pairs["person_key_l"], pairs["person_key_r"]
     nodes = pl.concat([left, right]).unique().sort()
     benchmark.group = f"components_{edges}_pairs|{night.residents}"
-    _, rounds = components_polars(nodes, left, right)
-    benchmark.extra_info.update(implementation=implementation, edges=pairs.height, nodes=nodes.len(),
-                                polars_rounds=rounds)
-    result = benchmark(COMPONENTS[implementation], nodes, left, right)
+    benchmark.extra_info.update(implementation=implementation, edges=pairs.height, nodes=nodes.len())
+    result, rounds = benchmark(COMPONENTS[implementation], nodes, left, right)
+    if rounds is not None:
+        benchmark.extra_info["polars_rounds"] = rounds
     assert result.to_list() == similarity.components(nodes, left, right).to_list()
     assert pairs.height > 0
 
