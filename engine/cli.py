@@ -21,8 +21,9 @@ from engine.errors import EngineError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Kyufu: payout and cashless-points settlement engine.")
-console = Console(stderr=True)
-out = Console()
+# piped output (logs, CI) gets a fixed, wide page; a terminal keeps its own width
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+out = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _fail(exc: EngineError) -> None:
@@ -114,8 +115,12 @@ def print_summary(report) -> None:
     out.print(f"transfer files: ¥{t['transfer_files_yen']:,} in {len(report.files):,} files{reissued}; "
               f"ledger tonight: debits ¥{t['ledger_debit_tonight_yen']:,} = credits "
               f"¥{t['ledger_credit_tonight_yen']:,}; reconciled to the yen")
+    if "points_net_yen" in t:
+        out.print(f"Mynapoint: granted ¥{t['points_granted_yen']:,}, clawed back ¥{t['points_clawed_back_yen']:,}, "
+                  f"net ¥{t['points_net_yen']:,} in {t['points_files_records']:,} settlement lines; "
+                  f"{c.get('wallets_held', 0):,} wallets held")
     seconds = sum(report.stage_seconds.values())
-    out.print(f"took {seconds:.1f} s; outputs in {report.run_dir}/ (run.json, analyst.duckdb, zengin/); "
+    out.print(f"took {seconds:.1f} s; outputs in {report.run_dir}/ (run.json, analyst.duckdb, zengin/, settlement/); "
               f"state version {report.state_version}")
 
 
@@ -249,24 +254,29 @@ def holds_list(
     municipality: Annotated[str | None, typer.Option(help="only this municipality code")] = None,
     csv: Annotated[Path | None, typer.Option(help="write all matching holds to this CSV file")] = None,
     evidence: Annotated[bool, typer.Option(help="print each hold's evidence too")] = False,
+    wallets: Annotated[bool, typer.Option(help="Mynapoint wallet holds instead of household holds")] = False,
 ) -> None:
     """List holds with their reasons, the decision in force, and (--evidence) the evidence."""
     from pipelines import operations
 
     try:
         frame = operations.holds(state, status=None if status == "all" else status, reason=reason,
-                                 municipality=municipality)
+                                 municipality=municipality, wallets=wallets)
     except EngineError as exc:
         _fail(exc)
+    if wallets:
+        frame = frame.rename({"wallet_id": "household_id", "reasons": "hold_reasons"}).with_columns(
+            municipality_code=None, amount_yen=0)
     shown = frame.select("hold_id", "household_id", "municipality_code", "amount_yen",
                          pl_join("hold_reasons"), "status", "decision", "evidence")
+    if wallets:
+        shown = shown.rename({"household_id": "wallet_id"}).drop("municipality_code", "amount_yen")
     if csv:
         shown.write_csv(csv)
         out.print(f"{frame.height:,} hold(s) written to {csv}")
     elif evidence:
-        for hold_id, household, yen, text in shown.select("hold_id", "household_id", "amount_yen",
-                                                          "evidence").head(200).iter_rows():
-            out.print(f"[bold]{hold_id}[/] household {household}, ¥{yen:,}\n{text}\n", highlight=False)
+        for hold_id, text in shown.select("hold_id", "evidence").head(200).iter_rows():
+            out.print(f"[bold]{hold_id}[/]\n{text}\n", highlight=False)
     else:
         _print_frame(shown.drop("evidence"), "holds")
 

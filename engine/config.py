@@ -33,6 +33,12 @@ class MynapointConfig(Section):
     cap_per_person_yen: int = Field(default=5_000, gt=0)
     window_start: date = date(2020, 9, 1)
     window_end: date = date(2021, 12, 31)
+    min_refund_cycles: int = Field(
+        default=3, ge=2, description="charge→refund→charge cycles on one wallet that hold it (refund cycling)"
+    )
+    min_refunded_percent: int = Field(
+        default=50, ge=1, le=100, description="a transaction refunded at least this much counts as a cycle"
+    )
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> MynapointConfig:

@@ -8,6 +8,8 @@ join them to surrogate keys) and prints only counts.
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -45,6 +47,25 @@ def _score(check: str, kind: str, truth: set, flagged: set) -> dict:
     }
 
 
+def _arrived_wallet_faults(truth: pl.DataFrame, inputs_dir: Path, run_date: date) -> dict[str, set]:
+    """Planted wallet faults a night can see: a second wallet once both wallets are registered,
+    refund cycling once the wallet's last planted transaction has occurred."""
+    wallets = ingest.scan(schemas.WALLETS, inputs_dir)
+    transactions = ingest.scan(schemas.TRANSACTIONS, inputs_dir)
+    if wallets is None or transactions is None:
+        return {}
+    registered = wallets[0].filter(pl.col("registered_on") <= run_date).select("wallet_id", "my_number").collect()
+    second = truth.filter(pl.col("fault") == "second_wallet").select("wallet_id", "my_number")
+    both = second.join(registered.group_by("my_number").len().filter(pl.col("len") > 1), on="my_number")
+    cycling = truth.filter(pl.col("fault") == "refund_cycling").select("wallet_id")
+    last = (transactions[0].join(cycling.lazy(), on="wallet_id", how="semi").group_by("wallet_id")
+            .agg(pl.col("occurred_at").max().dt.date()).collect())
+    return {
+        "second_wallet": set(both.join(registered, on="wallet_id", how="semi")["wallet_id"].to_list()),
+        "refund_cycling": set(last.filter(pl.col("occurred_at") <= run_date)["wallet_id"].to_list()),
+    }
+
+
 def evaluation(run_dir: Path, state_dir: Path, inputs_dir: Path) -> pl.DataFrame:
     """Precision and recall per check (one row each), computed from the written outputs."""
     truth_path = inputs_dir / "truth"
@@ -56,6 +77,7 @@ def evaluation(run_dir: Path, state_dir: Path, inputs_dir: Path) -> pl.DataFrame
         msg = f"no analyst database in {run_dir}\n\nHint: pass the night's folder, OUT/<date>."
         raise InputError(msg)
     truth = pl.read_parquet(truth_path)
+    run_date = date.fromisoformat(json.loads((run_dir / "run.json").read_text())["run_date"])
     keys = state.Store(state_dir).head().table("persons")
     with duckdb.connect(str(database), read_only=True) as con:
         holds = con.sql("SELECT household_id, unnest(hold_reasons) AS reason FROM holds").pl()
@@ -87,6 +109,15 @@ def evaluation(run_dir: Path, state_dir: Path, inputs_dir: Path) -> pl.DataFrame
         flagged = set(persons.filter(pl.col("not_eligible_reason") == reason)["person_key"].to_list())
         planted = truth.filter(pl.col("fault") == kind).join(keys, on="my_number", how="inner")
         rows.append(_score(reason, "not_eligible", set(planted["person_key"].to_list()), flagged))
+    # Mynapoint wallets
+    with duckdb.connect(str(database), read_only=True) as con:
+        tables = {n for (n,) in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
+        wallet_holds = (con.sql("SELECT wallet_id, unnest(reasons) AS reason FROM point_holds").pl()
+                        if "point_holds" in tables else None)
+    if wallet_holds is not None:
+        for check, arrived in _arrived_wallet_faults(truth, inputs_dir, run_date).items():
+            flagged = set(wallet_holds.filter(pl.col("reason") == check)["wallet_id"].to_list())
+            rows.append(_score(check, "wallet hold", arrived, flagged))
     # a household applying twice with one account is paid, once
     twice = truth_of("duplicate_application_same_account")
     paid = set(households.filter(pl.col("status") == "paid")["household_id"].to_list())

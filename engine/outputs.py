@@ -29,6 +29,10 @@ ANALYST_TABLES = {
     "runs": "one row per run: date, mode, fingerprint, counts and yen totals",
     "files": "every transfer file produced: produced, sent or superseded",
     "decisions": "every operator decision on a hold (append-only)",
+    "points": "Mynapoint: every grant (+) and clawback (−) of the night, per transaction",
+    "point_settlements": "Mynapoint: per provider and wallet, the points to grant or claw back tonight",
+    "point_holds": "Mynapoint: wallets held for review (shared wallet, second wallet, refund cycling)",
+    "points_ignored": "Mynapoint: transactions that earn nothing tonight, by service and reason",
 }
 
 

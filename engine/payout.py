@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from engine import kana
+from engine import identity, kana
 from engine.ingest import ROW
 
 ACCOUNT_KEY = ["bank_code", "branch_code", "account_type", "account_number"]
@@ -23,16 +23,21 @@ def account_label() -> pl.Expr:
 def application_summary(applications: pl.LazyFrame, payees: pl.LazyFrame) -> pl.LazyFrame:
     """One row per household with usable applications.
 
-    The earliest application's account (by received_on, then file order), the number of
-    applications and of distinct accounts across them, and the online applications made by
-    someone who is neither the registered head nor the payee (the new head, when the head has
-    died since applying): research §1.4 F7.
+    The account comes from the payee's own applications when there are any (a new head who
+    applied after the head died supersedes the deceased head's application), else from all of
+    the household's; the earliest one's (by received_on, then file order). Also: the number of
+    applications and of distinct accounts among those considered, and the online applications
+    (all of them) made by someone who is neither the registered head nor the payee: §1.4 F7.
     """
+    by_payee = pl.col("applicant_my_number") == pl.col("payee_my_number")
+    considered = ~by_payee.fill_null(False).any().over("household_id") | by_payee.fill_null(False)
+    first = pl.col("is_considered").arg_max()  # rows are sorted: the earliest considered one
     return (
         applications.join(payees.select("household_id", "payee_my_number", "registered_head_my_number"),
                           on="household_id", how="left")
         .with_columns(
             account_label().alias("account"),
+            considered.alias("is_considered"),
             (
                 (pl.col("channel") == "online")
                 & (pl.col("applicant_my_number") != pl.col("payee_my_number")).fill_null(True)
@@ -42,14 +47,15 @@ def application_summary(applications: pl.LazyFrame, payees: pl.LazyFrame) -> pl.
         .sort(["household_id", "received_on", ROW])
         .group_by("household_id", maintain_order=True)
         .agg(
-            *[pl.col(c).first().alias(f"application_{c}") for c in ACCOUNT_KEY],
-            pl.col("holder_name_kana").first().alias("application_holder_name_kana"),
-            pl.col("application_id").first().alias("application_id"),
-            (pl.col("applicant_my_number") == pl.col("registered_head_my_number")).first().fill_null(False)
+            *[pl.col(c).get(first).alias(f"application_{c}") for c in ACCOUNT_KEY],
+            pl.col("holder_name_kana").get(first).alias("application_holder_name_kana"),
+            pl.col("application_id").get(first).alias("application_id"),
+            (pl.col("applicant_my_number") == pl.col("registered_head_my_number")).get(first).fill_null(False)
             .alias("is_application_by_registered_head"),
-            pl.len().cast(pl.Int64).alias("applications"),
-            pl.col("account").n_unique().cast(pl.Int64).alias("application_accounts"),
-            pl.col("account").unique(maintain_order=True).str.join(", ").alias("application_account_list"),
+            pl.col("is_considered").sum().cast(pl.Int64).alias("applications"),
+            pl.col("account").filter(pl.col("is_considered")).n_unique().cast(pl.Int64).alias("application_accounts"),
+            pl.col("account").filter(pl.col("is_considered")).unique(maintain_order=True).str.join(", ")
+            .alias("application_account_list"),
             pl.col("is_online_not_head").any().alias("has_online_not_head"),
             pl.col("application_id").filter(pl.col("is_online_not_head")).first()
             .alias("online_not_head_application_id"),
@@ -97,6 +103,7 @@ def resolved_accounts(
         kana.normalize_kana_expr(
             pl.concat_str("payee_family_name_kana", pl.lit(" "), "payee_given_name_kana")
         ).alias("payee_name_normalized"),
-        kana.normalize_kana_expr(pl.col("payee_family_name_kana")).alias("payee_family_normalized"),
+        # the family name as identity matching reads it (サトー and サトウ are one family)
+        identity.name_key(pl.col("payee_family_name_kana")).alias("payee_family_normalized"),
     ).drop([f"linked_{c}" for c in [*ACCOUNT_KEY, "holder_name_kana"]]
            + [f"application_{c}" for c in [*ACCOUNT_KEY, "holder_name_kana"]])

@@ -165,6 +165,9 @@ REJECT_REASONS = {
     "unknown_household": "the application names a household that is not on the register",
     "invalid_value": "a coded column holds a value outside its allowed set",
     "amount_not_positive": "a charge or purchase amount is zero or negative",
+    "unknown_wallet": "the transaction's wallet_id is not in the wallets dataset",
+    "unknown_refunded_transaction": "refund_of is not a valid charge or purchase of the same wallet",
+    "refund_exceeds_amount": "the refunds of a transaction, up to this one, total more than its amount",
 }
 # Not eligible: a valid resident row that is not owed the benefit.
 NOT_ELIGIBLE_REASONS = {

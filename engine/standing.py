@@ -173,3 +173,27 @@ def holds_after(holds: pl.DataFrame, households: pl.DataFrame, run_date: date) -
         pl.coalesce("earlier_first_held_on", "first_held_on").alias("first_held_on")
     ).drop("earlier_first_held_on")
     return pl.concat([earlier, tonight.select(SCHEMAS["holds"].names())], how="vertical_relaxed").sort("hold_id")
+
+
+def point_holds_after(holds: pl.DataFrame, tonight: pl.DataFrame, in_force: pl.DataFrame,
+                      decisions: pl.DataFrame, run_date: date) -> pl.DataFrame:
+    """The wallet holds table after tonight (as holds_after, for Mynapoint wallets)."""
+    decided = latest_decisions(decisions).select("hold_id", "decision")
+    still = in_force.select("hold_id", is_in_force=pl.lit(True))
+    now = (
+        tonight.join(decided, on="hold_id", how="left").join(still, on="hold_id", how="left")
+        .select(
+            "hold_id", "wallet_id", "person_key", "service_id", "reasons", "evidence",
+            pl.lit(run_date).alias("first_held_on"), pl.lit(run_date).alias("last_seen_on"),
+            pl.when(pl.col("decision") == "deny").then(pl.lit("denied"))
+            .when(pl.col("is_in_force").fill_null(False)).then(pl.lit("open"))
+            .otherwise(pl.lit("released")).alias("status"),
+        )
+    )
+    earlier = holds.join(now.select("hold_id"), on="hold_id", how="anti").with_columns(
+        pl.when(pl.col("status") == "open").then(pl.lit("cleared")).otherwise(pl.col("status")).alias("status")
+    )
+    first_seen = holds.select("hold_id", pl.col("first_held_on").alias("earlier"))
+    now = now.join(first_seen, on="hold_id", how="left").with_columns(
+        pl.coalesce("earlier", "first_held_on").alias("first_held_on")).drop("earlier")
+    return pl.concat([earlier, now.select(SCHEMAS["point_holds"].names())], how="vertical_relaxed").sort("hold_id")

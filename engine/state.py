@@ -9,7 +9,8 @@ removed by the next run. Tables that a version does not change are hard links to
 Tables (SCHEMAS): persons (My Number → person_key: the only place My Numbers are kept),
 positions (every household's standing: status and yen), payments (households paid and the file
 that carries each payment), paid_persons, files (transfer files and whether they were sent),
-holds, decisions (append-only), ledger (every journal line to date), runs (history).
+holds, decisions (append-only), ledger (every journal line to date), the Mynapoint tables
+(points_transactions, points_refunds, points_persons, point_holds), runs (history).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
+from engine import points
 from engine.errors import StateError
 
 CURRENT = "CURRENT"
@@ -58,6 +60,15 @@ SCHEMAS: dict[str, pl.Schema] = {
     "ledger": pl.Schema({
         "run_date": pl.Date, "entry_id": pl.String, "household_id": pl.Int64, "account": pl.String,
         "debit_yen": pl.Int64, "credit_yen": pl.Int64, "reference": pl.String,
+    }),
+    # Mynapoint (engine/points.py): processed transactions, applied refunds, each person's points
+    "points_transactions": points.POINTS_TRANSACTIONS.schema,
+    "points_refunds": points.POINTS_REFUNDS.schema,
+    "points_persons": points.POINTS_PERSONS.schema,
+    "point_holds": pl.Schema({
+        "hold_id": pl.String, "wallet_id": pl.Int64, "person_key": pl.Int64, "service_id": pl.Int64,
+        "reasons": pl.List(pl.String), "evidence": pl.String, "first_held_on": pl.Date,
+        "last_seen_on": pl.Date, "status": pl.String,
     }),
     "runs": pl.Schema({
         "run_date": pl.Date, "mode": pl.String, "fingerprint": pl.String, "reason": pl.String,

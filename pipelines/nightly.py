@@ -30,13 +30,15 @@ from pathlib import Path
 
 import polars as pl
 
-from engine import (checks, entitle, ingest, kana, ledger, outputs, payout, reference, schemas, standing,
-                    state, validate)
+from engine import (checks, entitle, ingest, kana, ledger, outputs, payout, points, reference, schemas,
+                    settlement, standing, state, validate)
 from engine.config import RunConfig, config_as_dict
 from engine.errors import ConfigError, InputError, StateError
 from engine.ingest import ROW
 
-STAGES = ("ingest", "validate", "persons", "entitle", "payees", "checks", "standing", "outputs", "publish")
+STAGES = ("ingest", "validate", "persons", "entitle", "payees", "checks", "standing", "points", "outputs",
+          "publish")
+MYNAPOINT_INPUTS = ("services", "wallets", "transactions")
 
 
 @dataclass
@@ -413,8 +415,22 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
     holds_after = standing.holds_after(base.table("holds"), decided, run_date)
 
     figures = _reconcile(decided, lines, ledger_after, files_after, report.files, new_payments, reissued)
-    report.totals = figures
     _count(report, decided, members)
+
+    # ---- points: Mynapoint grants and clawbacks under the cumulative cap ----------------------
+    point_tables: dict[str, pl.DataFrame] = {}
+    if all(name in scanned for name in MYNAPOINT_INPUTS):
+        stages.start("points")
+        persons = valid_residents.join(keys.lazy(), on="my_number", how="left").select(
+            "my_number", "person_key", "died_on").unique("my_number", keep="first", maintain_order=True)
+        mynapoint = _points(scanned, persons, base, decisions, plan, staging, work, run_date, cfg, report)
+        point_tables = mynapoint["state"]
+        ledger_after = pl.concat([ledger_after, mynapoint["ledger"]], how="vertical_relaxed")
+        figures.update(mynapoint["figures"])
+        rejected = pl.concat([rejected, mynapoint["rejects"].lazy()], how="diagonal_relaxed")
+        _sink(rejected, work / "02_tables" / "rejects_all.parquet")
+        rejects_path = work / "02_tables" / "rejects_all.parquet"
+    report.totals = figures
 
     # ---- outputs: database, run record -------------------------------------------------------
     stages.start("outputs")
@@ -422,6 +438,7 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
     tables = _analyst_tables(
         work, run_date, decided=decided, in_files=in_files, members=members, rejects_path=rejects_path,
         holds=holds_after, ledger_all=ledger_after, runs=runs_after, files=files_after, decisions=decisions,
+        points_outputs=mynapoint["analyst"] if point_tables else {},
     )
     database = staging / "analyst.duckdb"
     outputs.write_duckdb(database, tables)
@@ -454,6 +471,11 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
                  "total_yen": f.total_yen, "sha256": f.sha256}
                 for f in report.files
             ],
+            "settlement_files": [
+                {"path": str(f.path.relative_to(staging)), "service_id": f.service_id, "records": f.records,
+                 "total_yen": f.total_yen, "sha256": f.sha256}
+                for f in (mynapoint["files"] if point_tables else [])
+            ],
         },
     }
     outputs.write_run_record(staging / "run.json", record)
@@ -462,8 +484,51 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
     return {
         "persons": keys, "positions": positions_after, "payments": payments_after,
         "paid_persons": paid_persons_after, "files": files_after, "holds": holds_after,
-        "decisions": decisions, "ledger": ledger_after, "runs": runs_after,
+        "decisions": decisions, "ledger": ledger_after, "runs": runs_after, **point_tables,
     }
+
+
+def _points(scanned, persons: pl.LazyFrame, base: state.Version, decisions: pl.DataFrame, plan: _Plan,
+            staging: Path, work: Path, run_date: date, cfg: RunConfig, report: RunReport) -> dict:
+    """The Mynapoint night: checks, wallet holds, grants and clawbacks, provider settlement
+    files, ledger lines, state tables and analyst tables (engine/points.py, engine/settlement.py)."""
+    wallets, services = scanned["wallets"][0], scanned["services"][0].collect()
+    checked = _sink(points.checked_transactions(scanned["transactions"][0], wallets, run_date),
+                    work / "06_points" / "transactions.parquet", "transactions")
+    holds_tonight = points.wallet_holds(wallets, checked, persons, run_date,
+                                        min_refund_cycles=cfg.mynapoint.min_refund_cycles,
+                                        min_refunded_percent=cfg.mynapoint.min_refunded_percent)
+    in_force = points.holds_in_force(holds_tonight, decisions, run_date)
+    prior = points.PointsState(base.scan("points_transactions"), base.scan("points_refunds"),
+                               base.scan("points_persons"))
+    night = points.points_night(checked, wallets, services.lazy(), persons, prior, in_force, cfg.mynapoint,
+                                run_date)
+    files = settlement.write_settlement_files(night.settlement, services, staging, run_date)
+    lines = settlement.points_ledger_entries(night.grants.lazy(), run_date, f"{plan.folder}/").collect()
+    figures = settlement.points_reconciliation(night.totals, files, lines)
+    state_tables = dict(zip(("points_transactions", "points_refunds", "points_persons"),
+                            pl.collect_all(list(night.state))))
+    state_tables["point_holds"] = standing.point_holds_after(base.table("point_holds"), holds_tonight, in_force,
+                                                             decisions, run_date)
+    rejects = checked.filter(pl.col("reject_reason").is_not_null()).select(
+        pl.lit("transactions").alias("dataset"), pl.col("reject_reason").alias("reason"), "detail",
+        "transaction_id").collect()
+    report.counts["transactions_rows"] = checked.select(pl.len()).collect().item()
+    report.counts["transactions_rejected"] = rejects.height
+    report.counts["wallets_held"] = in_force.height
+    for reason, n in rejects.group_by("reason").len().sort("reason").iter_rows():
+        report.rejects_by_reason[f"transactions.{reason}"] = int(n)
+    for reason, n in in_force.explode("reasons").group_by("reasons").len().sort("reasons").iter_rows():
+        report.holds_by_reason[f"wallet.{reason}"] = int(n)
+    analyst = {
+        "points": night.grants,
+        "point_settlements": night.settlement,
+        "point_holds": state_tables["point_holds"],
+        "points_ignored": night.ignored.group_by("service_id", "reason").agg(
+            pl.len().alias("transactions"), pl.col("amount_yen").sum()).sort("service_id", "reason"),
+    }
+    return {"state": state_tables, "ledger": lines, "figures": figures, "rejects": rejects,
+            "files": files, "analyst": analyst}
 
 
 def _decisions(recorded: pl.DataFrame, scanned: dict, run_date: date) -> pl.DataFrame:
@@ -569,7 +634,7 @@ def _runs_after(runs: pl.DataFrame, report: RunReport, plan: _Plan, base: state.
 def _analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_files: pl.DataFrame,
                     members: pl.LazyFrame, rejects_path: Path, holds: pl.DataFrame,
                     ledger_all: pl.DataFrame, runs: pl.DataFrame, files: pl.DataFrame,
-                    decisions: pl.DataFrame) -> dict[str, Path]:
+                    decisions: pl.DataFrame, points_outputs: dict[str, pl.DataFrame]) -> dict[str, Path]:
     """Write every analyst table as a Parquet checkpoint: no My Number in any of them."""
     folder = work / "05_tables"
     folder.mkdir(parents=True, exist_ok=True)
@@ -595,6 +660,7 @@ def _analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_fil
         "runs": runs,
         "files": files,
         "decisions": decisions,
+        **{name: frame.select(day, pl.all()) for name, frame in points_outputs.items()},
     }
     paths = {}
     for name, frame in tables.items():

@@ -42,16 +42,18 @@ def mark_sent(state_dir: Path, names: list[str], sent_by: str, sent_on: date) ->
 
 
 def holds(state_dir: Path, *, status: str | None = "open", reason: str | None = None,
-          municipality: str | None = None) -> pl.DataFrame:
-    """Holds as of the latest night, with the decision in force, filtered."""
+          municipality: str | None = None, wallets: bool = False) -> pl.DataFrame:
+    """Holds as of the latest night (benefit households, or Mynapoint wallets), with the
+    decision in force, filtered."""
     head = _store(state_dir).head()
-    table = head.table("holds").join(
+    table = head.table("point_holds" if wallets else "holds").join(
         standing.latest_decisions(head.table("decisions")), on="hold_id", how="left")
+    reasons = "reasons" if wallets else "hold_reasons"
     if status:
         table = table.filter(pl.col("status") == status)
     if reason:
-        table = table.filter(pl.col("hold_reasons").list.contains(reason))
-    if municipality:
+        table = table.filter(pl.col(reasons).list.contains(reason))
+    if municipality and not wallets:
         table = table.filter(pl.col("municipality_code") == municipality)
     return table.sort("hold_id")
 
@@ -65,7 +67,8 @@ def record_decisions(state_dir: Path, decisions: pl.DataFrame, source: str) -> s
     """
     store = _store(state_dir)
     head = store.head()
-    known = head.table("holds").select("hold_id", "status")
+    known = pl.concat([head.table("holds").select("hold_id", "status"),
+                       head.table("point_holds").select("hold_id", "status")])
     rows = decisions.with_columns(
         pl.col("note").fill_null(""), source=pl.lit(source)
     ).join(known, on="hold_id", how="left")

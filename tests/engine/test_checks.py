@@ -241,10 +241,6 @@ def test_the_new_heads_own_application_is_paid() -> None:
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "payout takes the earliest application's account, so when the head applied and died and the "
-    "new head applied later with an own account, the deceased head's account is resolved and the "
-    "deceased_head_account evidence says the new head 'has given no account', which is false"))
 def test_the_new_heads_later_application_is_not_called_missing() -> None:
     rows = [person(8, 5, "イトウ", "マサオ", birth=date(1940, 1, 1), died_on=date(2020, 5, 20)),
             person(9, 5, "イトウ", "キョウコ", head=False, birth=date(1945, 1, 1))]

@@ -17,7 +17,7 @@ from engine import evaluate
 from engine.config import RunConfig
 from pipelines import generate, nightly
 
-RUN_DATE = date(2020, 9, 30)  # after the application period: every application has arrived
+RUN_DATE = date(2021, 12, 31)  # the end of the campaign: every application and transaction has arrived
 
 
 @pytest.fixture(scope="module")
