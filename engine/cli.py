@@ -149,9 +149,10 @@ def demo(
     residents: Annotated[int, typer.Option(help="residents in the sample", min=1)] = 100_000,
     workdir: Annotated[Path, typer.Option(help="where the demo writes")] = Path("demo"),
     seed: Annotated[int, typer.Option()] = 2020,
-    run_date: Annotated[str, typer.Option("--date")] = "2020-06-30",
+    run_date: Annotated[str, typer.Option("--date")] = "2020-12-31",
 ) -> None:
-    """Generate a sample of residents and run one night on it."""
+    """Generate a sample of residents and run one night on it (both programmes: the benefit and
+    Mynapoint's first four months)."""
     inputs = workdir / "inputs"
     generate(residents=residents, seed=seed, out_dir=inputs)
     day = _parse_date(run_date)
