@@ -113,7 +113,7 @@ def print_summary(report) -> None:
         out.print("rejects: " + ", ".join(f"{k} {v:,}" for k, v in report.rejects_by_reason.items()))
     reissued = f" (¥{t['reissued_yen']:,} re-issued from unsent files)" if t.get("reissued_yen") else ""
     out.print(f"transfer files: ¥{t['transfer_files_yen']:,} in {len(report.files):,} files{reissued}; "
-              f"ledger tonight: debits ¥{t['ledger_debit_tonight_yen']:,} = credits "
+              f"benefit ledger tonight: debits ¥{t['ledger_debit_tonight_yen']:,} = credits "
               f"¥{t['ledger_credit_tonight_yen']:,}; reconciled to the yen")
     if "points_net_yen" in t:
         out.print(f"Mynapoint: granted ¥{t['points_granted_yen']:,}, clawed back ¥{t['points_clawed_back_yen']:,}, "

@@ -112,14 +112,7 @@ def write_transfer_files(
     payers = remitters(files["municipality_code"].unique().to_list(), cfg)
     written = []
     for name, municipality, count, total, body in files.iter_rows():
-        text = zengin.LINE_BREAK.join([
-            zengin.header_record(payers[municipality], transfer_date), body,
-            zengin.trailer_record(count, total), zengin.end_record(),
-        ]) + zengin.LINE_BREAK
-        data = text.encode("cp932")
-        if len(data) != (count + 3) * (zengin.RECORD_LENGTH + 2):
-            msg = f"{name}: a record is not 120 single-byte characters"
-            raise zengin.TransferFileError.from_problems([msg])
+        data = zengin.assembled_file(payers[municipality], transfer_date, body, count, int(total))
         path = out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)

@@ -291,26 +291,43 @@ def transfer_file_bytes(
     `require_business_day` is False.
     """
     _check_new_code(new_code)
+    frame = _checked_transfers(transfers)
+    records = frame.select(data_record_expr(new_code=new_code)).to_series()
+    return assembled_file(
+        remitter, transfer_date, records.str.join(LINE_BREAK).item() if frame.height else "",
+        frame.height, int(frame["amount_yen"].sum()) if frame.height else 0,
+        final_newline=final_newline, require_business_day=require_business_day,
+    )
+
+
+def assembled_file(
+    remitter: Remitter,
+    transfer_date: date,
+    body: str,
+    record_count: int,
+    total_yen: int,
+    *,
+    final_newline: bool = True,
+    require_business_day: bool = True,
+) -> bytes:
+    """Header + `body` (data records already joined by CRLF) + trailer + end, encoded.
+
+    Checks the transfer date, the file-level limits (trailer N(6) count, N(12) total) and that
+    every record came out as 120 single bytes.
+    """
     if require_business_day and not reference.is_bank_business_day(transfer_date):
         msg = (f"transfer_date {transfer_date.isoformat()} is not a bank business day; "
                f"the next one is {reference.next_bank_business_day(transfer_date).isoformat()}")
         raise TransferFileError.from_problems([msg])
-    frame = _checked_transfers(transfers)
-    # File-level limits (trailer N(6) count, N(12) total) are checked before any record is built.
-    trailer = trailer_record(frame.height, int(frame["amount_yen"].sum()) if frame.height else 0)
-    records = frame.select(data_record_expr(new_code=new_code)).to_series()
+    trailer = trailer_record(record_count, total_yen)
     head = header_record(remitter, transfer_date) + LINE_BREAK
-    body = records.str.join(LINE_BREAK).item() + LINE_BREAK if frame.height else ""
-    tail = trailer + LINE_BREAK + end_record()
-    if final_newline:
-        tail += LINE_BREAK
-    text = head + body + tail
-    record_count = frame.height + 3
-    expected_length = record_count * (RECORD_LENGTH + 2) - (0 if final_newline else 2)
+    tail = trailer + LINE_BREAK + end_record() + (LINE_BREAK if final_newline else "")
+    text = head + (body + LINE_BREAK if record_count else "") + tail
+    expected_length = (record_count + 3) * (RECORD_LENGTH + 2) - (0 if final_newline else 2)
     if len(text) != expected_length:
-        # Only a field wider than its slot can get here; checks above should prevent it.
-        lengths = records.str.len_chars()
-        examples = records.filter(lengths != RECORD_LENGTH).head(_MAX_EXAMPLES).to_list()
+        # Only a field wider than its slot can get here; the row checks should prevent it.
+        lines = text.split(LINE_BREAK)
+        examples = [line for line in lines if line and len(line) != RECORD_LENGTH][:_MAX_EXAMPLES]
         msg = f"record length must be {RECORD_LENGTH}, got e.g. {examples}"
         raise TransferFileError.from_problems([msg])
     encoded = text.encode("cp932")
