@@ -208,6 +208,17 @@ def machine() -> dict:
 # ---- RESULTS.md ------------------------------------------------------------------------------------
 
 
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine", "pipelines"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return head + (" (engine/pipelines modified)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def _gb(n: float | None) -> str:
     return "–" if not n else f"{n / 2**30:.2f}"
 
@@ -219,7 +230,7 @@ def _rate(rows: float, seconds: float) -> str:
 def size_section(n: int, seed: int, gen: dict | None, nights: list[dict], base: dict) -> str:
     done = [r for r in nights if r["exit_code"] == 0]
     lines = [f"<!-- size:{n} -->", f"## {n:,} residents (seed {seed})", ""]
-    lines.append(f"Measured {datetime.now():%Y-%m-%d %H:%M}; run date {RUN_DATE}; {len(done)} of "
+    lines.append(f"Measured {datetime.now():%Y-%m-%d %H:%M} at commit {_commit()}; run date {RUN_DATE}; {len(done)} of "
                  f"{len(nights)} nights finished; medians over the finished nights.")
     lines.append("")
     if gen:
