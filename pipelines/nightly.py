@@ -30,11 +30,11 @@ from pathlib import Path
 
 import polars as pl
 
-from engine import (checks, entitle, ingest, kana, ledger, outputs, payout, points, reference, schemas,
-                    settlement, standing, state, validate)
+from engine import checks, entitle, ingest, kana, ledger, outputs, payout, reference, schemas, standing, state, validate
 from engine.config import RunConfig, config_as_dict
 from engine.errors import ConfigError, InputError, StateError
 from engine.ingest import ROW
+from pipelines import night_steps as steps
 
 STAGES = ("ingest", "validate", "persons", "entitle", "payees", "checks", "standing", "points", "outputs",
           "publish")
@@ -85,18 +85,6 @@ def _crash_point(name: str) -> None:
     so that the crash tests can kill a real run at a known point."""
     if os.environ.get("KYUFU_CRASH_AT") == name:
         os.kill(os.getpid(), 9)
-
-
-def _sink(lf: pl.LazyFrame, path: Path, dataset: str | None = None) -> pl.LazyFrame:
-    """Materialise a checkpoint and return a scan of it. Read errors of an input name it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        lf.sink_parquet(path)
-    except (pl.exceptions.ComputeError, OSError) as exc:
-        if dataset is None:
-            raise
-        raise InputError.unreadable(dataset, path.parent, str(exc)) from None
-    return pl.scan_parquet(path)
 
 
 def person_keys(known: pl.DataFrame, residents: pl.LazyFrame) -> pl.DataFrame:
@@ -288,17 +276,17 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
 
     # ---- validate: reject_reason per row, checkpointed ---------------------------------------
     stages.start("validate")
-    residents = _sink(validate.checked_residents(scanned["residents"][0], run_date),
+    residents = steps.sink(validate.checked_residents(scanned["residents"][0], run_date),
                       work / "01_validate" / "residents.parquet", "residents")
-    accounts = _sink(validate.checked_accounts(scanned["accounts"][0], run_date),
+    accounts = steps.sink(validate.checked_accounts(scanned["accounts"][0], run_date),
                      work / "01_validate" / "accounts.parquet", "accounts")
     household_ids = residents.filter(pl.col("reject_reason").is_null()).select("household_id")
-    applications = _sink(
+    applications = steps.sink(
         validate.checked_applications(scanned["applications"][0], household_ids, run_date),
         work / "01_validate" / "applications.parquet", "applications",
     )
     rejects_path = work / "02_tables" / "rejects.parquet"
-    rejected = _sink(
+    rejected = steps.sink(
         pl.concat(
             [
                 validate.rejects(residents, "residents", ["household_id"]),
@@ -333,11 +321,11 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
     keys = person_keys(base.table("persons"), valid_residents)
     usable_accounts = accounts.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
     usable_applications = applications.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
-    decisions = _decisions(base.table("decisions"), scanned, run_date)
+    decisions = steps.decisions(base.table("decisions"), scanned, run_date)
 
     # ---- entitle ------------------------------------------------------------------------------
     stages.start("entitle")
-    members = _sink(
+    members = steps.sink(
         entitle.eligible_members(
             valid_residents.join(keys.lazy(), on="my_number", how="left", maintain_order="left"),
             entitle.declined_members(usable_applications),
@@ -345,9 +333,9 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
         ).pipe(entitle.without_paid_elsewhere, base.scan("paid_persons")),
         work / "03_entitle" / "members.parquet",
     )
-    households = _sink(entitle.household_entitlements(members, cfg.benefit),
+    households = steps.sink(entitle.household_entitlements(members, cfg.benefit),
                        work / "03_entitle" / "households.parquet")
-    payees = _sink(entitle.payees(members), work / "03_entitle" / "payees.parquet")
+    payees = steps.sink(entitle.payees(members), work / "03_entitle" / "payees.parquet")
 
     # ---- payees: the account each household is paid into -------------------------------------
     stages.start("payees")
@@ -376,7 +364,7 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
         pl.when(pl.col("paid_before_yen") > 0).then(pl.lit("correction")).otherwise(pl.lit("first")).alias("kind"),
     )
     reissued = standing.reissued_payments(base.table("payments"), base.table("files")).drop("transfer_file")
-    in_files = _with_transfer_files(
+    in_files = steps.with_transfer_files(
         pl.concat([new_payments, reissued.with_columns(kind=pl.lit("reissue"))], how="vertical_relaxed"),
         transfer_date, cfg.zengin.max_records_per_file,
     )
@@ -414,8 +402,8 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
     ], how="vertical_relaxed")
     holds_after = standing.holds_after(base.table("holds"), decided, run_date)
 
-    figures = _reconcile(decided, lines, ledger_after, files_after, report.files, new_payments, reissued)
-    _count(report, decided, members)
+    figures = steps.reconcile(decided, lines, ledger_after, files_after, report.files, new_payments, reissued)
+    steps.count(report, decided, members)
 
     # ---- points: Mynapoint grants and clawbacks under the cumulative cap ----------------------
     point_tables: dict[str, pl.DataFrame] = {}
@@ -423,19 +411,19 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
         stages.start("points")
         persons = valid_residents.join(keys.lazy(), on="my_number", how="left").select(
             "my_number", "person_key", "died_on").unique("my_number", keep="first", maintain_order=True)
-        mynapoint = _points(scanned, persons, base, decisions, plan, staging, work, run_date, cfg, report)
+        mynapoint = steps.mynapoint_night(scanned, persons, base, decisions, plan, staging, work, run_date, cfg, report)
         point_tables = mynapoint["state"]
         ledger_after = pl.concat([ledger_after, mynapoint["ledger"]], how="vertical_relaxed")
         figures.update(mynapoint["figures"])
         rejected = pl.concat([rejected, mynapoint["rejects"].lazy()], how="diagonal_relaxed")
-        _sink(rejected, work / "02_tables" / "rejects_all.parquet")
+        steps.sink(rejected, work / "02_tables" / "rejects_all.parquet")
         rejects_path = work / "02_tables" / "rejects_all.parquet"
     report.totals = figures
 
     # ---- outputs: database, run record -------------------------------------------------------
     stages.start("outputs")
-    runs_after = _runs_after(base.table("runs"), report, plan, base)
-    tables = _analyst_tables(
+    runs_after = steps.runs_after(base.table("runs"), report, plan, base)
+    tables = steps.analyst_tables(
         work, run_date, decided=decided, in_files=in_files, members=members, rejects_path=rejects_path,
         holds=holds_after, ledger_all=ledger_after, runs=runs_after, files=files_after, decisions=decisions,
         points_outputs=mynapoint["analyst"] if point_tables else {},
@@ -486,198 +474,3 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
         "paid_persons": paid_persons_after, "files": files_after, "holds": holds_after,
         "decisions": decisions, "ledger": ledger_after, "runs": runs_after, **point_tables,
     }
-
-
-def _points(scanned, persons: pl.LazyFrame, base: state.Version, decisions: pl.DataFrame, plan: _Plan,
-            staging: Path, work: Path, run_date: date, cfg: RunConfig, report: RunReport) -> dict:
-    """The Mynapoint night: checks, wallet holds, grants and clawbacks, provider settlement
-    files, ledger lines, state tables and analyst tables (engine/points.py, engine/settlement.py)."""
-    wallets, services = scanned["wallets"][0], scanned["services"][0].collect()
-    checked = _sink(points.checked_transactions(scanned["transactions"][0], wallets, run_date),
-                    work / "06_points" / "transactions.parquet", "transactions")
-    holds_tonight = points.wallet_holds(wallets, checked, persons, run_date,
-                                        min_refund_cycles=cfg.mynapoint.min_refund_cycles,
-                                        min_refunded_percent=cfg.mynapoint.min_refunded_percent)
-    in_force = points.holds_in_force(holds_tonight, decisions, run_date)
-    prior = points.PointsState(base.scan("points_transactions"), base.scan("points_refunds"),
-                               base.scan("points_persons"))
-    night = points.points_night(checked, wallets, services.lazy(), persons, prior, in_force, cfg.mynapoint,
-                                run_date)
-    files = settlement.write_settlement_files(night.settlement, services, staging, run_date)
-    lines = settlement.points_ledger_entries(night.grants.lazy(), run_date, f"{plan.folder}/").collect()
-    figures = settlement.points_reconciliation(night.totals, files, lines)
-    state_tables = dict(zip(("points_transactions", "points_refunds", "points_persons"),
-                            pl.collect_all(list(night.state))))
-    state_tables["point_holds"] = standing.point_holds_after(base.table("point_holds"), holds_tonight, in_force,
-                                                             decisions, run_date)
-    rejects = checked.filter(pl.col("reject_reason").is_not_null()).select(
-        pl.lit("transactions").alias("dataset"), pl.col("reject_reason").alias("reason"), "detail",
-        "transaction_id").collect()
-    report.counts["transactions_rows"] = checked.select(pl.len()).collect().item()
-    report.counts["transactions_rejected"] = rejects.height
-    report.counts["wallets_held"] = in_force.height
-    for reason, n in rejects.group_by("reason").len().sort("reason").iter_rows():
-        report.rejects_by_reason[f"transactions.{reason}"] = int(n)
-    for reason, n in in_force.explode("reasons").group_by("reasons").len().sort("reasons").iter_rows():
-        report.holds_by_reason[f"wallet.{reason}"] = int(n)
-    analyst = {
-        "points": night.grants,
-        "point_settlements": night.settlement,
-        "point_holds": state_tables["point_holds"],
-        "points_ignored": night.ignored.group_by("service_id", "reason").agg(
-            pl.len().alias("transactions"), pl.col("amount_yen").sum()).sort("service_id", "reason"),
-    }
-    return {"state": state_tables, "ledger": lines, "figures": figures, "rejects": rejects,
-            "files": files, "analyst": analyst}
-
-
-def _decisions(recorded: pl.DataFrame, scanned: dict, run_date: date) -> pl.DataFrame:
-    """Decisions in force tonight: those recorded in the state, plus the optional `decisions`
-    input's rows dated on or before the run date that are not recorded yet."""
-    if "decisions" not in scanned:
-        return recorded
-    given = (
-        scanned["decisions"][0].filter(pl.col("decided_on") <= run_date)
-        .select(*[c for c in state.SCHEMAS["decisions"].names() if c != "source"], source=pl.lit("input"))
-        .collect()
-    )
-    bad = given.filter(~pl.col("decision").is_in(["release", "deny"]) | pl.col("hold_id").is_null())
-    if bad.height:
-        msg = (f"decisions: {bad.height} row(s) with a decision other than release/deny or no hold_id, "
-               f"e.g. {bad.select('hold_id', 'decision').head(3).rows()}")
-        raise InputError(msg)
-    new = given.join(recorded, on=["hold_id", "decision", "decided_by", "decided_on"], how="anti")
-    return pl.concat([recorded, new], how="vertical_relaxed")
-
-
-def _with_transfer_files(payments: pl.DataFrame, transfer_date: date, max_records: int) -> pl.DataFrame:
-    """Assign each payment to its file: one per municipality and transfer date, in parts of at
-    most `max_records` records, households in id order."""
-    rank = pl.int_range(pl.len()).over("municipality_code", order_by="household_id")
-    part = (rank // max_records + 1).cast(pl.String).str.pad_start(3, "0")
-    return payments.sort("household_id", "paid_on").with_columns(
-        pl.format("zengin/{}/{}-{}.txt", pl.lit(f"{transfer_date:%Y%m%d}"), "municipality_code", part)
-        .alias("transfer_file")
-    )
-
-
-def _reconcile(decided: pl.DataFrame, lines: pl.DataFrame, ledger_all: pl.DataFrame, files: pl.DataFrame,
-               written: list[outputs.TransferFile], new_payments: pl.DataFrame,
-               reissued: pl.DataFrame) -> dict[str, int]:
-    """Check, to the yen, for the night and cumulatively; raise before anything is published."""
-    balance = {a: int(d - c) for a, d, c in ledger_all.group_by("account").agg(
-        pl.col("debit_yen").sum(), pl.col("credit_yen").sum()).iter_rows()}
-    tonight = {a: int(c - d) for a, d, c in lines.group_by("account").agg(
-        pl.col("debit_yen").sum(), pl.col("credit_yen").sum()).iter_rows()}
-    live_files = files.filter(pl.col("status") != "superseded")
-    figures = {
-        "entitled_yen": int(decided["recognised_yen"].sum()),
-        "paid_yen": int(decided["paid_yen"].sum()),
-        "held_yen": int(decided["held_yen"].sum()),
-        "awaiting_yen": int(decided["awaiting_yen"].sum()),
-        "denied_yen": int(decided["denied_yen"].sum()),
-        "paid_tonight_yen": int(new_payments["amount_yen"].sum()),
-        "reissued_yen": int(reissued["amount_yen"].sum()),
-        "transfer_files_yen": sum(f.total_yen for f in written),
-        "ledger_debit_tonight_yen": int(lines["debit_yen"].sum()),
-        "ledger_credit_tonight_yen": int(lines["credit_yen"].sum()),
-        "ledger_debit_yen": int(ledger_all["debit_yen"].sum()),
-        "ledger_credit_yen": int(ledger_all["credit_yen"].sum()),
-        "ledger_bank_transfers_yen": -balance.get("bank_transfers", 0),
-        "ledger_bank_transfers_tonight_yen": tonight.get("bank_transfers", 0),
-        "ledger_held_payable_yen": -balance.get("held_payable", 0),
-        "ledger_awaiting_payable_yen": -balance.get("awaiting_payable", 0),
-        "ledger_denied_yen": -balance.get("benefit_denied", 0),
-        "ledger_expense_yen": balance.get(ledger.EXPENSE, 0),
-        "live_transfer_files_yen": int(live_files["total_yen"].sum()),
-    }
-    ledger.check_balanced(figures)
-    return figures
-
-
-def _count(report: RunReport, decided: pl.DataFrame, members: pl.LazyFrame) -> None:
-    for status, n in decided.group_by("status").len().sort("status").iter_rows():
-        report.counts[f"households_{status}"] = int(n)
-    report.counts["households"] = decided.height
-    report.counts["households_paid_tonight"] = decided.filter(pl.col("pay_tonight_yen") > 0).height
-    person_counts = members.select(
-        pl.len().alias("persons"),
-        pl.col("is_eligible").sum().alias("persons_eligible"),
-        pl.col("is_counted").sum().alias("persons_paid_for"),
-    ).collect().row(0, named=True)
-    report.counts.update({k: int(v) for k, v in person_counts.items()})
-    reasons = members.group_by("not_eligible_reason").len().drop_nulls().sort("not_eligible_reason").collect()
-    report.not_eligible_by_reason = {r: int(n) for r, n in reasons.iter_rows()}
-    held = decided.filter(pl.col("status") == "held").select(pl.col("hold_reasons").explode())
-    report.holds_by_reason = {r: int(n) for r, n in held.group_by("hold_reasons").len()
-                              .sort("hold_reasons").iter_rows()}
-    report.counts["transfer_files"] = len(report.files)
-    report.counts["transfer_records"] = sum(f.records for f in report.files)
-
-
-def _runs_after(runs: pl.DataFrame, report: RunReport, plan: _Plan, base: state.Version) -> pl.DataFrame:
-    """The run history with tonight's row (a re-run computes the same row as its night did)."""
-    c, t = report.counts, report.totals
-    row = pl.DataFrame([{
-        "run_date": report.run_date, "mode": "night" if plan.mode == "rerun" else plan.mode, "fingerprint": report.fingerprint,
-        "reason": plan.reason, "version": base.number + 1, "households": c.get("households", 0),
-        "households_paid": c.get("households_paid", 0), "households_held": c.get("households_held", 0),
-        "households_awaiting": c.get("households_awaiting", 0),
-        "households_denied": c.get("households_denied", 0),
-        "entitled_yen": t["entitled_yen"], "paid_yen": t["paid_yen"], "held_yen": t["held_yen"],
-        "awaiting_yen": t["awaiting_yen"], "denied_yen": t["denied_yen"],
-        "paid_tonight_yen": t["paid_tonight_yen"], "transfer_files": len(report.files),
-    }], schema=state.SCHEMAS["runs"])
-    return pl.concat([runs, row], how="vertical_relaxed")
-
-
-def _analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_files: pl.DataFrame,
-                    members: pl.LazyFrame, rejects_path: Path, holds: pl.DataFrame,
-                    ledger_all: pl.DataFrame, runs: pl.DataFrame, files: pl.DataFrame,
-                    decisions: pl.DataFrame, points_outputs: dict[str, pl.DataFrame]) -> dict[str, Path]:
-    """Write every analyst table as a Parquet checkpoint: no My Number in any of them."""
-    folder = work / "05_tables"
-    folder.mkdir(parents=True, exist_ok=True)
-    day = pl.lit(run_date).alias("run_date")
-    tables = {
-        "households": decided.select(
-            day, "household_id", "municipality_code", "status", "registered_members", "eligible_members",
-            "declined_members", "counted_members", "entitled_yen", "paid_before_yen", "pay_tonight_yen",
-            "paid_yen", "held_yen", "awaiting_yen", "denied_yen", "not_payable_reason", "payee_person_key",
-            "account_source", "hold_id",
-        ),
-        "payouts": in_files.select(
-            day, "household_id", "municipality_code", "payee_person_key", "amount_yen", "kind",
-            *payout.ACCOUNT_KEY, "payee_name_kana", "transfer_file", pl.col("paid_on").alias("first_paid_on"),
-        ),
-        "holds": holds.join(decided.select("hold_id", "payee_person_key", "account_source"), on="hold_id",
-                            how="left").select(day, pl.all()),
-        "awaiting": decided.filter(pl.col("status") == "awaiting").select(
-            day, "household_id", "municipality_code", "payee_person_key",
-            pl.col("awaiting_yen").alias("amount_yen"), pl.lit("no_account").alias("reason"),
-        ),
-        "ledger": ledger_all,
-        "runs": runs,
-        "files": files,
-        "decisions": decisions,
-        **{name: frame.select(day, pl.all()) for name, frame in points_outputs.items()},
-    }
-    paths = {}
-    for name, frame in tables.items():
-        paths[name] = folder / f"{name}.parquet"
-        frame.write_parquet(paths[name])
-    household_status = decided.select("household_id", pl.col("status").alias("household_status")).lazy()
-    paths["persons"] = folder / "persons.parquet"
-    (
-        members.join(household_status, on="household_id", how="left")
-        .select(
-            day, "person_key", "household_id", "municipality_code", "is_head", "sex",
-            pl.col("birth_date").dt.year().alias("birth_year"), "not_eligible_reason", "is_declined",
-            "is_living", "is_counted", "household_status",
-        )
-        .sort("household_id", "person_key")
-        .sink_parquet(paths["persons"])
-    )
-    paths["rejects"] = folder / "rejects.parquet"
-    pl.scan_parquet(rejects_path).select(day, pl.all()).sort("dataset", ROW).sink_parquet(paths["rejects"])
-    return paths
