@@ -30,7 +30,8 @@ from pathlib import Path
 
 import polars as pl
 
-from engine import checks, entitle, ingest, kana, ledger, outputs, payout, reference, schemas, standing, state, validate
+from engine import (checks, entitle, ingest, kana, ledger, outputs, payout, reference, schemas, standing, state,
+                    validate)
 from engine.config import RunConfig, config_as_dict
 from engine.errors import ConfigError, InputError, StateError
 from engine.ingest import ROW
