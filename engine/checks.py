@@ -18,6 +18,8 @@ def double_registrations(members: pl.LazyFrame) -> pl.LazyFrame:
     """Households holding a person whose My Number is eligible in another household too."""
     in_households = (
         members.filter(pl.col("is_eligible"))
+        .select("my_number", "household_id", "person_key")
+        .filter(pl.col("my_number").is_duplicated())  # a hash pass; the grouping sees only these
         .group_by("my_number")
         .agg(pl.col("household_id").unique().sort().alias("households"), pl.col("person_key").first())
         .filter(pl.col("households").list.len() > 1)
@@ -49,7 +51,8 @@ def shared_accounts(resolved: pl.LazyFrame, cfg: ChecksConfig) -> pl.LazyFrame:
         account=account_label()
     )
     per_account = (
-        with_account.group_by("account")
+        with_account.filter(pl.col("account").is_duplicated())
+        .group_by("account")
         .agg(
             pl.col("household_id").n_unique().alias("households"),
             pl.col("payee_family_normalized").n_unique().alias("family_names"),
