@@ -20,7 +20,8 @@ EXPENSE = "benefit_expense"
 CREDIT_ACCOUNTS = ("bank_transfers", "held_payable", "awaiting_payable", "benefit_denied")
 
 
-def _balances(frame: pl.DataFrame, prefix: str) -> pl.DataFrame:
+def balances(frame: pl.DataFrame, prefix: str = "") -> pl.DataFrame:
+    """Each household's balance in every account, from its position."""
     return frame.select(
         "household_id",
         pl.col("entitled_yen").alias(f"{prefix}{EXPENSE}"),
@@ -42,8 +43,8 @@ def ledger_lines(old_positions: pl.DataFrame, new_positions: pl.DataFrame, run_d
     construction, so the differences balance too: every entry's debits equal its credits.
     """
     accounts = [EXPENSE, *CREDIT_ACCOUNTS]
-    old = _balances(old_positions, "old_")
-    new = _balances(new_positions, "new_")
+    old = balances(old_positions, "old_")
+    new = balances(new_positions, "new_")
     both = new.join(old, on="household_id", how="full", coalesce=True).fill_null(0)
     deltas = both.select(
         "household_id", *[(pl.col(f"new_{a}") - pl.col(f"old_{a}")).alias(a) for a in accounts]
@@ -86,6 +87,17 @@ def check_balanced(figures: dict[str, int]) -> None:
         ("denied", f["denied_yen"], "ledger benefit_denied", f["ledger_denied_yen"]),
         ("paid tonight", f["paid_tonight_yen"], "ledger bank_transfers tonight",
          f["ledger_bank_transfers_tonight_yen"]),
+        ("entitled tonight (change)", f["entitled_tonight_yen"],
+         "paid + held + awaiting + denied tonight (changes)",
+         f["paid_tonight_yen"] + f["held_tonight_yen"] + f["awaiting_tonight_yen"] + f["denied_tonight_yen"]),
+        ("entitled tonight (change)", f["entitled_tonight_yen"], "ledger benefit_expense tonight",
+         f["ledger_expense_tonight_yen"]),
+        ("held tonight (change)", f["held_tonight_yen"], "ledger held_payable tonight",
+         f["ledger_held_payable_tonight_yen"]),
+        ("awaiting tonight (change)", f["awaiting_tonight_yen"], "ledger awaiting_payable tonight",
+         f["ledger_awaiting_payable_tonight_yen"]),
+        ("denied tonight (change)", f["denied_tonight_yen"], "ledger benefit_denied tonight",
+         f["ledger_denied_tonight_yen"]),
         ("paid tonight + re-issued", f["paid_tonight_yen"] + f["reissued_yen"],
          "tonight's transfer files (trailer totals)", f["transfer_files_yen"]),
         ("paid", f["paid_yen"], "transfer files not superseded", f["live_transfer_files_yen"]),

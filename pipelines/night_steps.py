@@ -104,10 +104,11 @@ def with_transfer_files(payments: pl.DataFrame, transfer_date: date, max_records
     )
 
 
-def reconcile(decided: pl.DataFrame, lines: pl.DataFrame, ledger_all: pl.DataFrame, files: pl.DataFrame,
-               written: list[outputs.TransferFile], new_payments: pl.DataFrame,
-               reissued: pl.DataFrame) -> dict[str, int]:
+def reconcile(decided: pl.DataFrame, old_positions: pl.DataFrame, lines: pl.DataFrame, ledger_all: pl.DataFrame,
+              files: pl.DataFrame, written: list[outputs.TransferFile], new_payments: pl.DataFrame,
+              reissued: pl.DataFrame) -> dict[str, int]:
     """Check, to the yen, for the night and cumulatively; raise before anything is published."""
+    before = ledger.balances(old_positions).drop("household_id").sum().row(0, named=True)
     balance = {a: int(d - c) for a, d, c in ledger_all.group_by("account").agg(
         pl.col("debit_yen").sum(), pl.col("credit_yen").sum()).iter_rows()}
     tonight = {a: int(c - d) for a, d, c in lines.group_by("account").agg(
@@ -133,7 +134,16 @@ def reconcile(decided: pl.DataFrame, lines: pl.DataFrame, ledger_all: pl.DataFra
         "ledger_denied_yen": -balance.get("benefit_denied", 0),
         "ledger_expense_yen": balance.get(ledger.EXPENSE, 0),
         "live_transfer_files_yen": int(live_files["total_yen"].sum()),
+        "ledger_expense_tonight_yen": -tonight.get(ledger.EXPENSE, 0),
+        "ledger_held_payable_tonight_yen": tonight.get("held_payable", 0),
+        "ledger_awaiting_payable_tonight_yen": tonight.get("awaiting_payable", 0),
+        "ledger_denied_tonight_yen": tonight.get("benefit_denied", 0),
     }
+    # the night's changes of the households' standing, from the positions before tonight
+    figures["entitled_tonight_yen"] = figures["entitled_yen"] - int(before.get(ledger.EXPENSE) or 0)
+    figures["held_tonight_yen"] = figures["held_yen"] - int(before.get("held_payable") or 0)
+    figures["awaiting_tonight_yen"] = figures["awaiting_yen"] - int(before.get("awaiting_payable") or 0)
+    figures["denied_tonight_yen"] = figures["denied_yen"] - int(before.get("benefit_denied") or 0)
     ledger.check_balanced(figures)
     return figures
 

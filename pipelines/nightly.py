@@ -403,7 +403,8 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
     ], how="vertical_relaxed")
     holds_after = standing.holds_after(base.table("holds"), decided, run_date)
 
-    figures = steps.reconcile(decided, lines, ledger_after, files_after, report.files, new_payments, reissued)
+    figures = steps.reconcile(decided, base.table("positions"), lines, ledger_after, files_after, report.files,
+                              new_payments, reissued)
     steps.count(report, decided, members)
 
     # ---- points: Mynapoint grants and clawbacks under the cumulative cap ----------------------

@@ -151,6 +151,25 @@ def test_changed_inputs_are_refused_unless_a_correction_pays_the_difference(tmp_
         nightly.run(inputs, state_dir, out, date(2020, 6, 1), cfg)
 
 
+def test_a_night_that_does_not_reconcile_publishes_nothing(tmp_path: Path, monkeypatch) -> None:
+    from engine import ledger
+    from engine.errors import ReconciliationError
+
+    inputs = tiny.write_tiny(tmp_path / "inputs")
+    cfg = RunConfig(validate=ValidateConfig(max_reject_ratio=0.5))
+    real = ledger.ledger_lines
+
+    def one_line_lost(*args, **kwargs):
+        return real(*args, **kwargs).slice(1)  # a bug that drops a journal line
+
+    monkeypatch.setattr(ledger, "ledger_lines", one_line_lost)
+    with pytest.raises(ReconciliationError, match="reconciliation failed; nothing was published") as failure:
+        nightly.run(inputs, tmp_path / "state", tmp_path / "out", tiny.RUN_DATE, cfg)
+    assert "ledger debits tonight" in str(failure.value)
+    assert not (tmp_path / "out").exists()
+    assert Store(tmp_path / "state").head().number == 0
+
+
 # ---- crash safety: real runs killed with SIGKILL --------------------------------------------
 CRASH_POINTS_FAST = ["validate", "standing", "outputs", "after-commit"]
 CRASH_POINTS_SLOW = ["ingest", "persons", "entitle", "payees", "checks", "publish"]
