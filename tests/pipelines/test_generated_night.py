@@ -83,3 +83,27 @@ def test_files_ledger_and_run_record_reconcile_to_the_yen(night) -> None:
     assert totals["entitled_yen"] == totals["paid_yen"] + totals["held_yen"] + totals["awaiting_yen"]
     assert ledger["held_payable"] == totals["held_yen"]
     assert ledger["awaiting_payable"] == totals["awaiting_yen"]
+
+
+def test_no_my_number_in_any_output(night) -> None:
+    inputs, _, report = night
+    numbers = set(pl.read_parquet(inputs / "residents")["my_number"].to_list())
+    twelve_digits = r"\d{12}"
+    with duckdb.connect(str(report.run_dir / "analyst.duckdb"), read_only=True) as con:
+        for (table,) in con.sql("SELECT table_name FROM information_schema.tables").fetchall():
+            frame = con.sql(f"SELECT * FROM {table}").pl()
+            for name, dtype in frame.schema.items():
+                column = frame[name]
+                if dtype.is_integer():
+                    assert numbers.isdisjoint(column.drop_nulls().to_list()), (table, name)
+                elif dtype == pl.String:
+                    found = column.drop_nulls().str.extract_all(twelve_digits).explode().drop_nulls()
+                    assert numbers.isdisjoint(int(v) for v in found.to_list()), (table, name)
+                elif dtype == pl.List(pl.String):
+                    text = column.list.join(" ").drop_nulls().str.extract_all(twelve_digits).explode().drop_nulls()
+                    assert numbers.isdisjoint(int(v) for v in text.to_list()), (table, name)
+    for path in report.run_dir.rglob("*"):
+        if path.is_file() and path.suffix in (".txt", ".csv", ".json"):
+            text = path.read_bytes().decode("cp932" if path.suffix == ".txt" else "utf-8")
+            found = pl.Series([text]).str.extract_all(twelve_digits).explode().drop_nulls()
+            assert numbers.isdisjoint(int(v) for v in found.to_list()), path
