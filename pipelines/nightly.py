@@ -278,9 +278,9 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
     # ---- validate: reject_reason per row, checkpointed ---------------------------------------
     stages.start("validate")
     residents = steps.sink(validate.checked_residents(scanned["residents"][0], run_date),
-                      work / "01_validate" / "residents.parquet", "residents")
+                           work / "01_validate" / "residents.parquet", "residents")
     accounts = steps.sink(validate.checked_accounts(scanned["accounts"][0], run_date),
-                     work / "01_validate" / "accounts.parquet", "accounts")
+                          work / "01_validate" / "accounts.parquet", "accounts")
     household_ids = residents.filter(pl.col("reject_reason").is_null()).select("household_id")
     applications = steps.sink(
         validate.checked_applications(scanned["applications"][0], household_ids, run_date),
@@ -335,7 +335,7 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
         work / "03_entitle" / "members.parquet",
     )
     households = steps.sink(entitle.household_entitlements(members, cfg.benefit),
-                       work / "03_entitle" / "households.parquet")
+                            work / "03_entitle" / "households.parquet")
     payees = steps.sink(entitle.payees(members), work / "03_entitle" / "payees.parquet")
 
     # ---- payees: the account each household is paid into -------------------------------------
@@ -388,10 +388,10 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
     )
     files_after = standing.files_after(base.table("files"), files_tonight, run_date)
     positions_after = standing.positions_after(decided, run_date)
-    references = pl.concat([
-        in_files.filter(pl.col("kind") != "reissue").select(
-            "household_id", (key).alias("reference")),
-        decided.filter(pl.col("status").is_in(["held", "denied"])).select("household_id", pl.col("hold_id").alias("reference")),
+    references = pl.concat([  # what each household's journal lines point at: its file, or its hold
+        in_files.filter(pl.col("kind") != "reissue").select("household_id", key.alias("reference")),
+        decided.filter(pl.col("status").is_in(["held", "denied"]))
+        .select("household_id", pl.col("hold_id").alias("reference")),
     ]).unique("household_id", keep="first")
     lines = ledger.ledger_lines(base.table("positions"), positions_after, run_date, references)
     ledger_after = pl.concat([base.table("ledger"), lines], how="vertical_relaxed")
@@ -413,7 +413,8 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
         stages.start("points")
         persons = valid_residents.join(keys.lazy(), on="my_number", how="left").select(
             "my_number", "person_key", "died_on").unique("my_number", keep="first", maintain_order=True)
-        mynapoint = steps.mynapoint_night(scanned, persons, base, decisions, plan, staging, work, run_date, cfg, report)
+        mynapoint = steps.mynapoint_night(scanned, persons, base, decisions, plan, staging, work, run_date, cfg,
+                                          report)
         point_tables = mynapoint["state"]
         ledger_after = pl.concat([ledger_after, mynapoint["ledger"]], how="vertical_relaxed")
         figures.update(mynapoint["figures"])
