@@ -71,34 +71,26 @@ def shared_accounts(resolved: pl.LazyFrame, cfg: ChecksConfig) -> pl.LazyFrame:
 
 
 def name_similarity(resolved: pl.DataFrame) -> pl.Series:
-    """Jaro-Winkler of the normalised holder name and payee name, spaces removed (the holder may
-    write the name without the space between family and given name)."""
+    """Jaro-Winkler of the normalised holder name and the name the account should carry (the
+    payee's own; the applying head's for an application by the registered head), spaces removed
+    (the holder may write the name without the space between family and given name)."""
     holder = resolved["holder_name_normalized"].str.replace_all(" ", "", literal=True)
-    payee = resolved["payee_name_normalized"].str.replace_all(" ", "", literal=True)
-    return similarity.jaro_winkler(holder, payee)
+    expected = resolved["expected_holder_normalized"].str.replace_all(" ", "", literal=True)
+    return similarity.jaro_winkler(holder, expected)
 
 
 def row_holds(resolved: pl.DataFrame, cfg: ChecksConfig) -> pl.DataFrame:
     """The checks that look at one household's own row: holder name, applicant, applications."""
     scored = resolved.with_columns(name_similarity(resolved).alias("holder_name_similarity"))
     from_application = pl.col("account_source") == "application"
-    # the head applied with their own account, then died: the new head is the payee (§1.1) and
-    # must give an account; paying the deceased's account is not paying the new head
-    deceased_head_account = (
-        from_application & pl.col("is_head_deceased") & pl.col("is_application_by_registered_head")
-    )
     rules = {
-        "deceased_head_account": (
-            deceased_head_account,
-            pl.format("application {} carries the account of the head, who has died; the new head "
-                      "(person {}) has given no account", "application_id", "payee_person_key"),
-        ),
         "holder_name_mismatch": (
             (pl.col("account_source") != "none")
-            & ~deceased_head_account
             & (pl.col("holder_name_similarity") < cfg.holder_name_min_similarity),
-            pl.format("holder name {} vs payee {} (similarity {})", "holder_name_normalized",
-                      "payee_name_normalized", pl.col("holder_name_similarity").round(3)),
+            pl.format("holder name {} vs {} {} (similarity {})", "holder_name_normalized",
+                      pl.when(from_application & pl.col("is_application_by_registered_head"))
+                      .then(pl.lit("applying head")).otherwise(pl.lit("payee")),
+                      "expected_holder_normalized", pl.col("holder_name_similarity").round(3)),
         ),
         "applicant_not_head": (
             from_application & pl.col("has_online_not_head").fill_null(False),

@@ -97,8 +97,13 @@ def payees(members: pl.LazyFrame) -> pl.LazyFrame:
     実施要領, research §1.1)."""
     registered_heads = (
         members.filter(pl.col("is_head"))
-        .group_by("household_id")
-        .agg(pl.col("my_number").sort().first().alias("registered_head_my_number"))
+        .sort("household_id", "my_number")
+        .group_by("household_id", maintain_order=True)
+        .agg(
+            pl.col("my_number").first().alias("registered_head_my_number"),
+            pl.col("family_name_kana").first().alias("registered_head_family_name_kana"),
+            pl.col("given_name_kana").first().alias("registered_head_given_name_kana"),
+        )
     )
     return (
         members.filter(pl.col("is_eligible") & pl.col("is_living"))

@@ -103,6 +103,14 @@ def resolved_accounts(
         kana.normalize_kana_expr(
             pl.concat_str("payee_family_name_kana", pl.lit(" "), "payee_given_name_kana")
         ).alias("payee_name_normalized"),
+        # whose account it should be: the applicant's, when the registered head applied (the new
+        # head is paid into it if the head has died since, §1.1); otherwise the payee's own
+        kana.normalize_kana_expr(
+            pl.when((pl.col("account_source") == "application")
+                    & pl.col("is_application_by_registered_head").fill_null(False))
+            .then(pl.concat_str("registered_head_family_name_kana", pl.lit(" "), "registered_head_given_name_kana"))
+            .otherwise(pl.concat_str("payee_family_name_kana", pl.lit(" "), "payee_given_name_kana"))
+        ).alias("expected_holder_normalized"),
         # the family name as identity matching reads it (サトー and サトウ are one family)
         identity.name_key(pl.col("payee_family_name_kana")).alias("payee_family_normalized"),
     ).drop([f"linked_{c}" for c in [*ACCOUNT_KEY, "holder_name_kana"]]

@@ -184,7 +184,6 @@ HOLD_REASONS = {
     "fuzzy_identity": "a member is clearly the same person as a member of another household",
     "shared_account": "the payee account receives for several unrelated households",
     "holder_name_mismatch": "the account holder's name does not match the payee",
-    "deceased_head_account": "the application's account is the deceased head's, not the new head's",
     "applicant_not_head": "the online application was made by someone who is not the head",
     "conflicting_applications": "the household's applications carry different accounts",
 }

@@ -218,18 +218,25 @@ def test_a_linked_account_wins_over_the_applications() -> None:
     assert checks.row_holds(resolved, CFG).is_empty()
 
 
-def test_the_deceased_heads_account_is_held_for_the_new_head() -> None:
-    # the head applied with his own account on 15 May and died on 20 May; his wife is now the payee
+def test_the_new_head_is_paid_into_the_account_the_head_applied_with() -> None:
+    # the head applied with his own account on 15 May and died on 20 May; his wife is now the
+    # payee (§1.1) and the household's application gives the account (SPEC "Payee account")
     rows = [person(8, 5, "イトウ", "マサオ", birth=date(1940, 1, 1), died_on=date(2020, 5, 20)),
             person(9, 5, "イトウ", "キョウコ", head=False, birth=date(1945, 1, 1))]
     resolved = resolved_of(rows, applications=[
         application(2, 5, 8, "online", MIZUHO, "2000005", "イトウ マサオ")])
     assert resolved["payee_person_key"].to_list() == [9]
-    holds = checks.row_holds(resolved, CFG)
-    # not a holder-name mismatch (the account is the head's), nor a non-head application
-    assert reasons(holds) == {5: ["deceased_head_account"]}
-    assert holds["evidence"][0] == ("application 2 carries the account of the head, who has died; the new "
-                                    "head (person 9) has given no account")
+    assert resolved["account_source"].to_list() == ["application"]
+    # the holder is the head who applied: not a mismatch, nor a non-head application
+    assert checks.row_holds(resolved, CFG).is_empty()
+
+
+def test_an_application_by_the_head_in_someone_elses_name_is_a_mismatch() -> None:
+    rows = [person(8, 5, "イトウ", "マサオ", birth=date(1940, 1, 1), died_on=date(2020, 5, 20)),
+            person(9, 5, "イトウ", "キョウコ", head=False, birth=date(1945, 1, 1))]
+    resolved = resolved_of(rows, applications=[
+        application(2, 5, 8, "mail", MIZUHO, "2000005", "タカハシ ミチコ")])
+    assert reasons(checks.row_holds(resolved, CFG)) == {5: ["holder_name_mismatch"]}
 
 
 def test_the_new_heads_own_application_is_paid() -> None:
@@ -241,16 +248,16 @@ def test_the_new_heads_own_application_is_paid() -> None:
 
 
 
-def test_the_new_heads_later_application_is_not_called_missing() -> None:
+def test_the_new_heads_later_application_wins() -> None:
     rows = [person(8, 5, "イトウ", "マサオ", birth=date(1940, 1, 1), died_on=date(2020, 5, 20)),
             person(9, 5, "イトウ", "キョウコ", head=False, birth=date(1945, 1, 1))]
     resolved = resolved_of(rows, applications=[
         application(2, 5, 8, "online", MIZUHO, "2000005", "イトウ マサオ"),
         application(3, 5, 9, "mail", MIZUHO, "2000055", "イトウ キョウコ", received=date(2020, 6, 1)),
     ])
-    holds = checks.row_holds(resolved, CFG)
-    claims = holds.filter(pl.col("reason") == "deceased_head_account")["evidence"].to_list()
-    assert not any("has given no account" in text for text in claims)
+    assert resolved["account_number"].to_list() == ["2000055"]
+    assert checks.row_holds(resolved, CFG).is_empty()
+
 
 def test_row_holds_of_a_clean_night_is_an_empty_frame_with_the_hold_columns() -> None:
     resolved = resolved_of([person(1, 1, "ヤマダ", "タロウ")], [account(1, MUFG, "1000001", "ヤマダ タロウ")])

@@ -62,8 +62,7 @@ def test_only_faulty_households_are_held(night) -> None:
     with duckdb.connect(str(report.run_dir / "analyst.duckdb"), read_only=True) as con:
         holds = con.sql("SELECT household_id, hold_reasons FROM holds").pl()
     clean = holds.filter(~pl.col("household_id").is_in(truth["household_id"].implode()))
-    # the one hold with no planted fault behind it: a head who applied and then died
-    assert clean.filter(pl.col("hold_reasons") != ["deceased_head_account"]).is_empty()
+    assert clean.is_empty()
 
 
 def test_files_ledger_and_run_record_reconcile_to_the_yen(night) -> None:
