@@ -152,9 +152,20 @@ def demo(
     run_date: Annotated[str, typer.Option("--date")] = "2020-12-31",
 ) -> None:
     """Generate a sample of residents and run one night on it (both programmes: the benefit and
-    Mynapoint's first four months)."""
+    Mynapoint's first four months). Run it again to see a re-run change nothing; with other
+    --residents or --seed the demo starts again from an empty state."""
+    import json
+    import shutil
+
     inputs = workdir / "inputs"
+    sample = {"residents": residents, "seed": seed}
+    marker = workdir / "demo.json"
+    if marker.exists() and json.loads(marker.read_text()) != sample:
+        out.print(f"new sample {sample}: the demo starts again from an empty state")
+        for folder in (workdir / "state", workdir / "out"):
+            shutil.rmtree(folder, ignore_errors=True)
     generate(residents=residents, seed=seed, out_dir=inputs)
+    marker.write_text(json.dumps(sample) + "\n")
     day = _parse_date(run_date)
     try:
         report = run_night(inputs, workdir / "state", workdir / "out", day, None)
