@@ -160,7 +160,8 @@ def demo(
     inputs = workdir / "inputs"
     sample = {"residents": residents, "seed": seed}
     marker = workdir / "demo.json"
-    if marker.exists() and json.loads(marker.read_text()) != sample:
+    previous = json.loads(marker.read_text()) if marker.exists() else None
+    if previous != sample and (workdir / "state").exists():
         out.print(f"new sample {sample}: the demo starts again from an empty state")
         for folder in (workdir / "state", workdir / "out"):
             shutil.rmtree(folder, ignore_errors=True)
