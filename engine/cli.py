@@ -166,12 +166,12 @@ def demo(
         for folder in (workdir / "state", workdir / "out"):
             shutil.rmtree(folder, ignore_errors=True)
     generate(residents=residents, seed=seed, out_dir=inputs)
-    marker.write_text(json.dumps(sample) + "\n")
     day = _parse_date(run_date)
     try:
         report = run_night(inputs, workdir / "state", workdir / "out", day, None)
     except EngineError as exc:
         _fail(exc)
+    marker.write_text(json.dumps(sample) + "\n")  # the sample the demo's state belongs to
     print_summary(report)
     out.print(f"\nholds: .venv/bin/kyufu holds list --state {workdir / 'state'}")
     out.print(f"\nexplore: .venv/bin/python -c \"import duckdb; print(duckdb.connect('{report.run_dir}/analyst.duckdb')"
