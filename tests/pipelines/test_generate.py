@@ -7,7 +7,6 @@ from datetime import date, datetime
 from pathlib import Path
 
 import jaconv
-import numpy as np
 import polars as pl
 import pytest
 from pydantic import ValidationError
