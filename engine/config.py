@@ -58,10 +58,10 @@ class ChecksConfig(Section):
         default=0.80, ge=0.0, le=1.0, description="Jaro-Winkler of normalised kana below this is held"
     )
     fuzzy_name_min_similarity: float = Field(
-        default=0.90, ge=0.5, le=1.0, description="Jaro-Winkler of the whole normalised name"
+        default=0.98, ge=0.5, le=1.0, description="Jaro-Winkler of the whole normalised name"
     )
     fuzzy_part_min_similarity: float = Field(
-        default=0.80, ge=0.0, le=1.0, description="and of the family and of the given name, each"
+        default=0.95, ge=0.0, le=1.0, description="and of the family and of the given name, each"
     )
 
 

@@ -47,9 +47,10 @@ def _score(check: str, kind: str, truth: set, flagged: set) -> dict:
     }
 
 
-def _arrived_wallet_faults(truth: pl.DataFrame, inputs_dir: Path, run_date: date) -> dict[str, set]:
+def _arrived_wallet_faults(truth: pl.DataFrame, inputs_dir: Path, run_date: date,
+                           min_refund_cycles: int) -> dict[str, set]:
     """Planted wallet faults a night can see: a second wallet once both wallets are registered,
-    refund cycling once the wallet's last planted transaction has occurred."""
+    refund cycling once the wallet has refunded at least `min_refund_cycles` times."""
     wallets = ingest.scan(schemas.WALLETS, inputs_dir)
     transactions = ingest.scan(schemas.TRANSACTIONS, inputs_dir)
     if wallets is None or transactions is None:
@@ -58,11 +59,13 @@ def _arrived_wallet_faults(truth: pl.DataFrame, inputs_dir: Path, run_date: date
     second = truth.filter(pl.col("fault") == "second_wallet").select("wallet_id", "my_number")
     both = second.join(registered.group_by("my_number").len().filter(pl.col("len") > 1), on="my_number")
     cycling = truth.filter(pl.col("fault") == "refund_cycling").select("wallet_id")
-    last = (transactions[0].join(cycling.lazy(), on="wallet_id", how="semi").group_by("wallet_id")
-            .agg(pl.col("occurred_at").max().dt.date()).collect())
+    # a planted cycling wallet is visible once it has refunded at least the configured cycles
+    refunds = (transactions[0].join(cycling.lazy(), on="wallet_id", how="semi")
+               .filter((pl.col("kind") == "refund") & (pl.col("occurred_at").dt.date() <= run_date))
+               .group_by("wallet_id").len().filter(pl.col("len") >= min_refund_cycles).collect())
     return {
         "second_wallet": set(both.join(registered, on="wallet_id", how="semi")["wallet_id"].to_list()),
-        "refund_cycling": set(last.filter(pl.col("occurred_at") <= run_date)["wallet_id"].to_list()),
+        "refund_cycling": set(refunds["wallet_id"].to_list()),
     }
 
 
@@ -115,7 +118,9 @@ def evaluation(run_dir: Path, state_dir: Path, inputs_dir: Path) -> pl.DataFrame
         wallet_holds = (con.sql("SELECT wallet_id, unnest(reasons) AS reason FROM point_holds").pl()
                         if "point_holds" in tables else None)
     if wallet_holds is not None:
-        for check, arrived in _arrived_wallet_faults(truth, inputs_dir, run_date).items():
+        record = json.loads((run_dir / "run.json").read_text())
+        cycles = record["config"]["mynapoint"]["min_refund_cycles"]
+        for check, arrived in _arrived_wallet_faults(truth, inputs_dir, run_date, cycles).items():
             flagged = set(wallet_holds.filter(pl.col("reason") == check)["wallet_id"].to_list())
             rows.append(_score(check, "wallet hold", arrived, flagged))
     # a household applying twice with one account is paid, once

@@ -20,12 +20,14 @@ BLOCKING_PASSES = (("birth_date", "sex", "family_key"), ("birth_date", "sex", "g
 
 
 def name_key(expr: pl.Expr) -> pl.Expr:
-    """Normalised kana for matching: Zengin normalisation, no spaces, and the long vowel mark read
-    as ウ (ユー and ユウ, コー and コウ are one name written two ways)."""
+    """Normalised kana for matching: Zengin normalisation, no spaces, the long vowel mark read
+    as ウ (ユー and ユウ, コー and コウ are one name written two ways), no voiced marks."""
     return (
         kana.normalize_kana_expr(expr)
         .str.replace_all(" ", "", literal=True)
         .str.replace_all("-", "ｳ", literal=True)
+        # voiced marks dropped: クキ and グキ, a keying or OCR slip (§1.4 F6), are one name
+        .str.replace_all("[ﾞﾟ]", "")
     )
 
 
