@@ -11,7 +11,6 @@ The 1M and 10M fixtures are only requested by benchmarks marked `slow`.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from datetime import date
@@ -35,11 +34,8 @@ CACHE_ROOT = Path(tempfile.gettempdir()) / "kyufu-benchmarks"
 def cached_inputs(residents: int, seed: int = SEED) -> Path:
     """The generator's output for (residents, seed): generated once, then reused across sessions."""
     folder = CACHE_ROOT / f"inputs-{residents}-seed{seed}"
-    manifest = folder / "manifest.json"
-    if manifest.exists():
-        recorded = json.loads(manifest.read_text(encoding="utf-8"))
-        if recorded.get("residents") == residents and recorded.get("seed") == seed:
-            return folder
+    if generate.is_generated(folder, residents, seed):
+        return folder
     folder.mkdir(parents=True, exist_ok=True)
     generate.generate(residents, seed, folder, workers=2 if residents >= 1_000_000 else 1)
     return folder

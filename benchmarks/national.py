@@ -140,13 +140,12 @@ def night_child(inputs: Path, state: Path, out: Path, run_date: date, stage_log:
 
 
 def cached_inputs(residents: int, seed: int) -> Path | None:
+    """The inputs benchmarks/conftest.py caches for (residents, seed), if generated already."""
+    sys.path.insert(0, str(ROOT))
+    from pipelines.generate import is_generated
+
     folder = CACHE_ROOT / f"inputs-{residents}-seed{seed}"
-    manifest = folder / "manifest.json"
-    if manifest.exists():
-        recorded = json.loads(manifest.read_text(encoding="utf-8"))
-        if recorded.get("residents") == residents and recorded.get("seed") == seed:
-            return folder
-    return None
+    return folder if is_generated(folder, residents, seed) else None
 
 
 def generate_measured(residents: int, seed: int, out: Path) -> dict:

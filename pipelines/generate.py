@@ -176,3 +176,13 @@ def generate(residents: int, seed: int, out: Path, rates: FaultRates | None = No
     return GenerateReport(rows=dict(sorted(rows.items())), faults=fault_counts, chunks=len(sizes),
                           seconds=time.perf_counter() - began,
                           cpu_seconds=time.process_time() - began_cpu + child_cpu)
+
+
+def is_generated(out: Path, residents: int, seed: int) -> bool:
+    """True when `out` holds a complete generation for (residents, seed): its manifest, which
+    is written last, says so."""
+    manifest = out / "manifest.json"
+    if not manifest.exists():
+        return False
+    recorded = json.loads(manifest.read_text(encoding="utf-8"))
+    return recorded.get("residents") == residents and recorded.get("seed") == seed
