@@ -80,25 +80,52 @@ SCHEMAS: dict[str, pl.Schema] = {
 }
 
 
+SHARDED = ("positions", "payments", "paid_persons", "holds", "ledger", "points_transactions", "points_refunds",
+           "points_persons", "point_holds")
+
+
+def part_name(name: str, shard: int) -> str:
+    """A sharded state keeps each household-keyed table as one part per shard: `<name>.s003`."""
+    return f"{name}.s{shard:03d}"
+
+
+def schema_of(name: str) -> pl.Schema:
+    return SCHEMAS[name.split(".", 1)[0]]
+
+
 @dataclass(frozen=True)
 class Version:
-    """One committed version of the state."""
+    """One committed version of the state. In a sharded state (pipelines/sharded.py) the tables
+    of SHARDED are kept as parts; `table`/`scan` of such a name read every part."""
 
     number: int
     path: Path
     info: dict
 
+    def paths(self, name: str) -> list[Path]:
+        whole = self.path / f"{name}.parquet"
+        if whole.exists():
+            return [whole]
+        if "." in name or not self.path.exists():
+            return []
+        return sorted(self.path.glob(f"{name}.s[0-9][0-9][0-9].parquet"))
+
     def table(self, name: str) -> pl.DataFrame:
-        path = self.path / f"{name}.parquet"
-        if not path.exists():
-            return SCHEMAS[name].to_frame()
-        return pl.read_parquet(path)
+        paths = self.paths(name)
+        if not paths:
+            return schema_of(name).to_frame()
+        return pl.read_parquet(paths) if len(paths) > 1 else pl.read_parquet(paths[0])
 
     def scan(self, name: str) -> pl.LazyFrame:
-        path = self.path / f"{name}.parquet"
-        if not path.exists():
-            return SCHEMAS[name].to_frame().lazy()
-        return pl.scan_parquet(path)
+        paths = self.paths(name)
+        if not paths:
+            return schema_of(name).to_frame().lazy()
+        return pl.scan_parquet(paths)
+
+    @property
+    def shards(self) -> int:
+        """How many shards the state is kept in (0: one part per table)."""
+        return int(self.info.get("shards") or 0)
 
 
 EMPTY = Version(0, Path("/nonexistent-empty-state"), {"kind": "empty", "parent": None})
@@ -149,11 +176,21 @@ class Store:
             if path.name.startswith(".") or (path.name.isdigit() and int(path.name) > head):
                 shutil.rmtree(path, ignore_errors=True)
 
-    def commit(self, parent: Version, tables: dict[str, pl.DataFrame], info: dict) -> Version:
-        """Write a new version with `tables` (others linked from `parent`) and make it the head.
+    def pending(self) -> Path:
+        """A scratch folder inside the state folder for tables written before the commit (same
+        filesystem, so they are moved in by rename); removed by `clean` if the run dies."""
+        path = self.versions / f".pending-{os.getpid()}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def commit(self, parent: Version, tables: dict[str, pl.DataFrame], info: dict,
+               written: dict[str, Path] | None = None) -> Version:
+        """Write a new version with `tables` and the already written Parquet files `written`
+        (moved in; names may be shard parts), others linked from `parent`; make it the head.
 
         Raises StateError when the head moved since `parent` was read (another run committed).
         """
+        written = written or {}
         if self.head().number != parent.number:
             msg = (f"the state changed while this run was working (head is now version "
                    f"{self.head().number}, the run started from {parent.number}); nothing was committed\n\n"
@@ -165,17 +202,21 @@ class Store:
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir()
-        for name, schema in SCHEMAS.items():
-            target = staging / f"{name}.parquet"
-            if name in tables:
-                frame = tables[name]
-                if frame.schema != schema:
-                    frame = frame.select([pl.col(c).cast(t) for c, t in schema.items()])
-                frame.write_parquet(target)
-            elif parent.number and (parent.path / f"{name}.parquet").exists():
-                os.link(parent.path / f"{name}.parquet", target)
+        for name, frame in tables.items():
+            schema = schema_of(name)
+            if frame.schema != schema:
+                frame = frame.select([pl.col(c).cast(t) for c, t in schema.items()])
+            frame.write_parquet(staging / f"{name}.parquet")
+        for name, path in written.items():
+            os.replace(path, staging / f"{name}.parquet")
+        if parent.number:
+            for path in parent.path.glob("*.parquet"):
+                target = staging / path.name
+                if not target.exists():
+                    os.link(path, target)
         (staging / "version.json").write_text(
-            json.dumps({**info, "parent": parent.number or None}, indent=2, default=str) + "\n")
+            json.dumps({"shards": parent.shards, **info, "parent": parent.number or None}, indent=2,
+                       default=str) + "\n")
         _fsync_dir(staging)
         final = self.versions / f"{number:08d}"
         if final.exists():  # a version left by a run killed after writing it, before committing
