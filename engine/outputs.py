@@ -46,7 +46,10 @@ class TransferFile:
     sha256: str
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: Path | list[Path]) -> str:
+    """SHA-256 of a file; of a table kept in parts, the SHA-256 of its parts' digests in order."""
+    if isinstance(path, list):
+        return hashlib.sha256("".join(sha256_of(p) for p in path).encode()).hexdigest()
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -121,9 +124,9 @@ def write_transfer_files(
     return written
 
 
-def write_duckdb(path: Path, tables: dict[str, Path]) -> None:
-    """Load each Parquet checkpoint into a table of the same name (names come only from
-    ANALYST_TABLES, never from input)."""
+def write_duckdb(path: Path, tables: dict[str, Path | list[Path]]) -> None:
+    """Load each Parquet checkpoint (or its parts, in order) into a table of the same name
+    (names come only from ANALYST_TABLES, never from input)."""
     unknown = sorted(set(tables) - set(ANALYST_TABLES))
     if unknown:
         msg = f"not analyst tables: {unknown}"
@@ -131,7 +134,8 @@ def write_duckdb(path: Path, tables: dict[str, Path]) -> None:
     con = duckdb.connect(str(path))
     try:
         for name, parquet in tables.items():
-            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM read_parquet(?)", [str(parquet)])
+            source = [str(p) for p in parquet] if isinstance(parquet, list) else str(parquet)
+            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM read_parquet(?)", [source])
             con.execute(f"COMMENT ON TABLE {name} IS '{ANALYST_TABLES[name]}'")
         con.execute("CHECKPOINT")
     finally:

@@ -268,15 +268,35 @@ def _republish(staging: Path, report: RunReport, files: pl.DataFrame, folder: st
     _publish(staging, final_dir)
 
 
-def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, cfg: RunConfig,
-             report: RunReport, stages: _Stages) -> dict[str, pl.DataFrame]:
-    """The night itself: writes the outputs into `staging`, returns the state's new tables."""
-    base = plan.base
-    work = staging / "_checkpoints"
-    work.mkdir(parents=True)
+@dataclass
+class Validated:
+    """The night's inputs with `reject_reason` per row (checkpoints), the rejects and their
+    summary, row counts and pending counts."""
 
-    # ---- validate: reject_reason per row, checkpointed ---------------------------------------
-    stages.start("validate")
+    residents: pl.LazyFrame
+    accounts: pl.LazyFrame
+    applications: pl.LazyFrame
+    rejected: pl.LazyFrame
+    rejects_path: Path
+    summary: pl.DataFrame
+    rows: dict[str, int]
+    pending: dict[str, int]
+
+    @property
+    def valid_residents(self) -> pl.LazyFrame:
+        return self.residents.filter(pl.col("reject_reason").is_null())
+
+    @property
+    def usable_accounts(self) -> pl.LazyFrame:
+        return self.accounts.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
+
+    @property
+    def usable_applications(self) -> pl.LazyFrame:
+        return self.applications.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
+
+
+def validated(scanned, work: Path, run_date: date) -> Validated:
+    """Validate: reject_reason per row of residents, accounts and applications, checkpointed."""
     residents = steps.sink(validate.checked_residents(scanned["residents"][0], run_date),
                            work / "01_validate" / "residents.parquet", "residents")
     accounts = steps.sink(validate.checked_accounts(scanned["accounts"][0], run_date),
@@ -298,57 +318,63 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
         ).select("dataset", ROW, "reason", "detail", "household_id", "application_id"),
         rejects_path,
     )
-    summary = validate.reject_summary(rejected)
     rows = {
         name: frame.select(pl.len()).collect().item()
         for name, frame in (("residents", residents), ("accounts", accounts), ("applications", applications))
     }
-    paths = {name: str(source.path) for name, (_, source) in scanned.items()}
-    validate.enforce_reject_ratio(rows, paths, summary, cfg.validate_.max_reject_ratio)
-    report.rejects_by_reason = {
-        f"{d}.{r}": int(n) for d, r, n in summary.select("dataset", "reason", "rows").iter_rows()
+    pending = {
+        name: frame.filter(pl.col("is_pending") & pl.col("reject_reason").is_null()).select(pl.len()).collect().item()
+        for name, frame in (("accounts", accounts), ("applications", applications))
     }
+    return Validated(residents, accounts, applications, rejected, rejects_path, validate.reject_summary(rejected),
+                     rows, pending)
+
+
+def note_validation(report: RunReport, rows: dict[str, int], summary: pl.DataFrame, pending: dict[str, int]) -> None:
+    report.rejects_by_reason.update({
+        f"{d}.{r}": int(n) for d, r, n in summary.select("dataset", "reason", "rows").iter_rows()
+    })
     for name, n in rows.items():
         report.counts[f"{name}_rows"] = n
         report.counts[f"{name}_rejected"] = int(summary.filter(pl.col("dataset") == name)["rows"].sum())
-    for name, frame in (("accounts", accounts), ("applications", applications)):
-        report.counts[f"{name}_pending"] = (
-            frame.filter(pl.col("is_pending") & pl.col("reject_reason").is_null()).select(pl.len()).collect().item()
-        )
+    for name, n in pending.items():
+        report.counts[f"{name}_pending"] = n
 
-    # ---- persons: surrogate keys from the state ----------------------------------------------
-    stages.start("persons")
-    valid_residents = residents.filter(pl.col("reject_reason").is_null())
-    keys = person_keys(base.table("persons"), valid_residents)
-    usable_accounts = accounts.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
-    usable_applications = applications.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
-    decisions = steps.decisions(base.table("decisions"), scanned, run_date)
 
-    # ---- entitle ------------------------------------------------------------------------------
-    stages.start("entitle")
+def entitled(v: Validated, keys: pl.LazyFrame, paid_elsewhere: pl.LazyFrame, cfg: RunConfig,
+             work: Path) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+    """Entitle: members (eligibility, counted), households (yen), payees; checkpointed."""
     members = steps.sink(
         entitle.eligible_members(
-            valid_residents.join(keys.lazy(), on="my_number", how="left", maintain_order="left"),
-            entitle.declined_members(usable_applications),
+            v.valid_residents.join(keys, on="my_number", how="left", maintain_order="left"),
+            entitle.declined_members(v.usable_applications),
             cfg.benefit,
-        ).pipe(entitle.without_paid_elsewhere, base.scan("paid_persons")),
+        ).pipe(entitle.without_paid_elsewhere, paid_elsewhere),
         work / "03_entitle" / "members.parquet",
     )
     households = steps.sink(entitle.household_entitlements(members, cfg.benefit),
                             work / "03_entitle" / "households.parquet")
     payees = steps.sink(entitle.payees(members), work / "03_entitle" / "payees.parquet")
+    return members, households, payees
 
-    # ---- payees: the account each household is paid into -------------------------------------
-    stages.start("payees")
-    resolved = payout.resolved_accounts(households, payees, usable_accounts, usable_applications).collect()
 
-    # ---- checks ------------------------------------------------------------------------------
-    stages.start("checks")
-    checked, compared_pairs = checks.with_holds(resolved, members, cfg.checks)
-    report.counts["identity_pairs_compared"] = compared_pairs
+@dataclass
+class Settled:
+    """What the standing stage decided and the state tables it leaves."""
 
-    # ---- standing: status against earlier nights, payments, files, ledger ---------------------
-    stages.start("standing")
+    decided: pl.DataFrame
+    in_files: pl.DataFrame
+    lines: pl.DataFrame
+    ledger_after: pl.DataFrame
+    figures: dict[str, int]
+    tables: dict[str, pl.DataFrame]
+
+
+def settled(base, folder: str, mode: str, households: pl.LazyFrame, checked: pl.DataFrame,
+            members: pl.LazyFrame, decisions: pl.DataFrame, staging: Path, run_date: date, cfg: RunConfig,
+            report: RunReport) -> Settled:
+    """Standing: status against earlier nights (the state `base`), payments, transfer files
+    (written into `staging`), ledger lines, reconciliation; and the state tables after."""
     transfer_date = reference.next_bank_business_day(run_date)
     report.transfer_date = transfer_date
     tonight = households.collect().join(
@@ -356,8 +382,7 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
                       if c in households.collect_schema().names() and c != "household_id"]),
         on="household_id", how="left",
     )
-    decided = standing.standing(tonight, base.table("positions"), decisions,
-                                correction=plan.mode == "correction")
+    decided = standing.standing(tonight, base.table("positions"), decisions, correction=mode == "correction")
     new_payments = decided.filter(pl.col("pay_tonight_yen") > 0).select(
         "household_id", pl.col("pay_tonight_yen").alias("amount_yen"), "payee_person_key", "municipality_code",
         *payout.ACCOUNT_KEY, kana.zengin_name_expr(pl.col("holder_name_kana")).alias("payee_name_kana"),
@@ -369,8 +394,9 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
         pl.concat([new_payments, reissued.with_columns(kind=pl.lit("reissue"))], how="vertical_relaxed"),
         transfer_date, cfg.zengin.max_records_per_file,
     )
-    report.files = outputs.write_transfer_files(in_files, staging, transfer_date, cfg.zengin)
-    key = pl.lit(f"{plan.folder}/") + pl.col("transfer_file")
+    written = outputs.write_transfer_files(in_files, staging, transfer_date, cfg.zengin)
+    report.files.extend(written)
+    key = pl.lit(f"{folder}/") + pl.col("transfer_file")
     payments_after = pl.concat(
         [
             base.table("payments").join(reissued.select("household_id", "paid_on"),
@@ -380,10 +406,10 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
         how="vertical_relaxed",
     ).sort("household_id", "paid_on")
     files_tonight = pl.DataFrame(
-        [{"transfer_file": f"{plan.folder}/{f.path.relative_to(staging)}", "produced_on": run_date,
+        [{"transfer_file": f"{folder}/{f.path.relative_to(staging)}", "produced_on": run_date,
           "transfer_date": transfer_date, "municipality_code": f.municipality_code, "records": f.records,
           "total_yen": f.total_yen, "sha256": f.sha256, "status": "produced", "sent_on": None,
-          "sent_by": None, "superseded_by_run": None} for f in report.files],
+          "sent_by": None, "superseded_by_run": None} for f in written],
         schema=state.SCHEMAS["files"],
     )
     files_after = standing.files_after(base.table("files"), files_tonight, run_date)
@@ -403,48 +429,100 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
     ], how="vertical_relaxed")
     holds_after = standing.holds_after(base.table("holds"), decided, run_date)
 
-    figures = steps.reconcile(decided, base.table("positions"), lines, ledger_after, files_after, report.files,
+    figures = steps.reconcile(decided, base.table("positions"), lines, ledger_after, files_after, written,
                               new_payments, reissued)
     steps.count(report, decided, members)
+    return Settled(decided, in_files, lines, ledger_after, figures, {
+        "positions": positions_after, "payments": payments_after, "paid_persons": paid_persons_after,
+        "files": files_after, "holds": holds_after,
+    })
+
+
+def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, cfg: RunConfig,
+             report: RunReport, stages: _Stages) -> dict[str, pl.DataFrame]:
+    """The night itself: writes the outputs into `staging`, returns the state's new tables."""
+    base = plan.base
+    work = staging / "_checkpoints"
+    work.mkdir(parents=True)
+
+    stages.start("validate")
+    v = validated(scanned, work, run_date)
+    paths = {name: str(source.path) for name, (_, source) in scanned.items()}
+    validate.enforce_reject_ratio(v.rows, paths, v.summary, cfg.validate_.max_reject_ratio)
+    note_validation(report, v.rows, v.summary, v.pending)
+
+    # ---- persons: surrogate keys from the state ----------------------------------------------
+    stages.start("persons")
+    keys = person_keys(base.table("persons"), v.valid_residents)
+    decisions = steps.decisions(base.table("decisions"), scanned, run_date)
+
+    stages.start("entitle")
+    members, households, payees = entitled(v, keys.lazy(), base.scan("paid_persons"), cfg, work)
+
+    # ---- payees: the account each household is paid into -------------------------------------
+    stages.start("payees")
+    resolved = payout.resolved_accounts(households, payees, v.usable_accounts, v.usable_applications).collect()
+
+    stages.start("checks")
+    checked, compared_pairs = checks.with_holds(resolved, members, cfg.checks)
+    report.counts["identity_pairs_compared"] = compared_pairs
+
+    # ---- standing: status against earlier nights, payments, files, ledger ---------------------
+    stages.start("standing")
+    s = settled(base, plan.folder, plan.mode, households, checked, members, decisions, staging, run_date, cfg,
+                report)
+    figures, ledger_after, rejects_path = s.figures, s.ledger_after, v.rejects_path
 
     # ---- points: Mynapoint grants and clawbacks under the cumulative cap ----------------------
     point_tables: dict[str, pl.DataFrame] = {}
+    mynapoint: dict = {"analyst": {}, "files": []}
     if all(name in scanned for name in MYNAPOINT_INPUTS):
         stages.start("points")
-        persons = valid_residents.join(keys.lazy(), on="my_number", how="left").select(
+        persons = v.valid_residents.join(keys.lazy(), on="my_number", how="left").select(
             "my_number", "person_key", "died_on").unique("my_number", keep="first", maintain_order=True)
         mynapoint = steps.mynapoint_night(scanned, persons, base, decisions, plan, staging, work, run_date, cfg,
                                           report)
         point_tables = mynapoint["state"]
         ledger_after = pl.concat([ledger_after, mynapoint["ledger"]], how="vertical_relaxed")
         figures.update(mynapoint["figures"])
-        rejected = pl.concat([rejected, mynapoint["rejects"].lazy()], how="diagonal_relaxed")
-        steps.sink(rejected, work / "02_tables" / "rejects_all.parquet")
         rejects_path = work / "02_tables" / "rejects_all.parquet"
+        steps.sink(pl.concat([v.rejected, mynapoint["rejects"].lazy()], how="diagonal_relaxed"), rejects_path)
     report.totals = figures
 
     # ---- outputs: database, run record -------------------------------------------------------
     stages.start("outputs")
     runs_after = steps.runs_after(base.table("runs"), report, plan, base)
     tables = steps.analyst_tables(
-        work, run_date, decided=decided, in_files=in_files, members=members, rejects_path=rejects_path,
-        holds=holds_after, ledger_all=ledger_after, runs=runs_after, files=files_after, decisions=decisions,
-        points_outputs=mynapoint["analyst"] if point_tables else {},
+        work, run_date, decided=s.decided, in_files=s.in_files, members=members, rejects_path=rejects_path,
+        holds=s.tables["holds"], ledger_all=ledger_after, runs=runs_after, files=s.tables["files"],
+        decisions=decisions, points_outputs=mynapoint["analyst"],
     )
-    database = staging / "analyst.duckdb"
-    outputs.write_duckdb(database, tables)
+    outputs.write_duckdb(staging / "analyst.duckdb", tables)
+    write_record(staging, report, plan, base, input_record, cfg, tables, mynapoint["files"])
+    stages.stop()
+    outputs.write_run_record(staging / "timings.json", {"stage_seconds": report.stage_seconds})
+    return {
+        "persons": keys, **s.tables, "decisions": decisions, "ledger": ledger_after, "runs": runs_after,
+        **point_tables,
+    }
+
+
+def write_record(staging: Path, report: RunReport, plan: _Plan, base, input_record: dict, cfg: RunConfig,
+                 tables: dict[str, Path | list[Path]], settlement_files: list, extra: dict | None = None) -> None:
+    """run.json: what the night read, decided and wrote, with checksums."""
     record = {
-        "run_date": run_date.isoformat(),
+        "run_date": report.run_date.isoformat(),
         "mode": "night" if plan.mode == "rerun" else plan.mode,  # a re-run reproduces its night
         "reason": plan.reason or None,
         "fingerprint": report.fingerprint,
-        "transfer_date": transfer_date.isoformat(),
+        "transfer_date": report.transfer_date.isoformat() if report.transfer_date else None,
         "state": {"computed_from_version": base.number, "commits_version": base.number + 1},
         "engine": {"polars": pl.__version__, "bank_master": reference.bank_version()},
         "inputs": {name: {"path": entry["path"], "files": [
             {**f, "path": str(Path(f["path"]).relative_to(Path(entry["path"]).parent))} for f in entry["files"]]}
             for name, entry in input_record.items()},
         "config": config_as_dict(cfg),
+        **(extra or {}),
         "counts": report.counts,
         "rejects_by_reason": report.rejects_by_reason,
         "not_eligible_by_reason": report.not_eligible_by_reason,
@@ -465,15 +543,8 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, 
             "settlement_files": [
                 {"path": str(f.path.relative_to(staging)), "service_id": f.service_id, "records": f.records,
                  "total_yen": f.total_yen, "sha256": f.sha256}
-                for f in (mynapoint["files"] if point_tables else [])
+                for f in settlement_files
             ],
         },
     }
     outputs.write_run_record(staging / "run.json", record)
-    stages.stop()
-    outputs.write_run_record(staging / "timings.json", {"stage_seconds": report.stage_seconds})
-    return {
-        "persons": keys, "positions": positions_after, "payments": payments_after,
-        "paid_persons": paid_persons_after, "files": files_after, "holds": holds_after,
-        "decisions": decisions, "ledger": ledger_after, "runs": runs_after, **point_tables,
-    }
