@@ -111,19 +111,31 @@ def row_holds(resolved: pl.DataFrame, cfg: ChecksConfig) -> pl.DataFrame:
     return pl.concat(frames, how="vertical")
 
 
-def with_holds(resolved: pl.DataFrame, members: pl.LazyFrame, cfg: ChecksConfig) -> tuple[pl.DataFrame, int]:
-    """`resolved` with `hold_reasons` (list, sorted, empty when clean) and `hold_evidence`;
-    and the number of person pairs the fuzzy identity check compared."""
+def global_holds(members: pl.LazyFrame, resolved: pl.LazyFrame,
+                 cfg: ChecksConfig) -> tuple[list[pl.DataFrame], int]:
+    """The checks that compare households with each other (one My Number in several households,
+    one person under several My Numbers, one account for unrelated households)."""
     fuzzy, compared_pairs = identity.fuzzy_identities(members, cfg)
-    holds = pl.concat(
-        [
-            double_registrations(members).select("household_id", "evidence", "reason").collect(),
-            fuzzy.select("household_id", "evidence", "reason"),
-            shared_accounts(resolved.lazy(), cfg).collect(),
-            row_holds(resolved, cfg),
-        ],
-        how="vertical_relaxed",
-    )
+    return [
+        double_registrations(members).select("household_id", "evidence", "reason").collect(),
+        fuzzy.select("household_id", "evidence", "reason"),
+        shared_accounts(resolved, cfg).collect(),
+    ], compared_pairs
+
+
+def with_holds(resolved: pl.DataFrame, members: pl.LazyFrame, cfg: ChecksConfig,
+               across: pl.DataFrame | None = None) -> tuple[pl.DataFrame, int]:
+    """`resolved` with `hold_reasons` (list, sorted, empty when clean) and `hold_evidence`;
+    and the number of person pairs the fuzzy identity check compared.
+
+    `across`: the holds of the checks across households (household_id, evidence, reason),
+    when a sharded night computed them over the whole nation; by default they are computed
+    here over `members` and `resolved`."""
+    if across is None:
+        found, compared_pairs = global_holds(members, resolved.lazy(), cfg)
+    else:
+        found, compared_pairs = [across.select("household_id", "evidence", "reason")], 0
+    holds = pl.concat([*found, row_holds(resolved, cfg)], how="vertical_relaxed")
     per_household = (
         holds.sort("household_id", "reason")
         .group_by("household_id", maintain_order=True)

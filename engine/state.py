@@ -70,6 +70,8 @@ SCHEMAS: dict[str, pl.Schema] = {
         "reasons": pl.List(pl.String), "evidence": pl.String, "first_held_on": pl.Date,
         "last_seen_on": pl.Date, "status": pl.String,
     }),
+    # a sharded state (pipelines/sharded.py): the shard of each municipality, fixed on first sight
+    "shard_map": pl.Schema({"municipality_code": pl.String, "shard": pl.Int64}),
     "runs": pl.Schema({
         "run_date": pl.Date, "mode": pl.String, "fingerprint": pl.String, "reason": pl.String,
         "version": pl.Int64, "households": pl.Int64, "households_paid": pl.Int64,

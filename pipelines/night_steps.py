@@ -186,9 +186,10 @@ def runs_after(runs: pl.DataFrame, report: RunReport, plan, base: state.Version)
 
 def analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_files: pl.DataFrame,
                     members: pl.LazyFrame, rejects_path: Path, holds: pl.DataFrame,
-                    ledger_all: pl.DataFrame, runs: pl.DataFrame, files: pl.DataFrame,
-                    decisions: pl.DataFrame, points_outputs: dict[str, pl.DataFrame]) -> dict[str, Path]:
-    """Write every analyst table as a Parquet checkpoint: no My Number in any of them."""
+                    ledger_all: pl.DataFrame, runs: pl.DataFrame | None, files: pl.DataFrame | None,
+                    decisions: pl.DataFrame | None, points_outputs: dict[str, pl.DataFrame]) -> dict[str, Path]:
+    """Write every analyst table as a Parquet checkpoint: no My Number in any of them. A shard
+    of a national night passes None for the global tables (runs, files, decisions)."""
     folder = work / "05_tables"
     folder.mkdir(parents=True, exist_ok=True)
     day = pl.lit(run_date).alias("run_date")
@@ -217,6 +218,8 @@ def analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_file
     }
     paths = {}
     for name, frame in tables.items():
+        if frame is None:
+            continue
         paths[name] = folder / f"{name}.parquet"
         frame.write_parquet(paths[name])
     household_status = decided.select("household_id", pl.col("status").alias("household_status")).lazy()

@@ -77,7 +77,8 @@ class _Stages:
 
     def stop(self) -> None:
         if self.current:
-            self.report.stage_seconds[self.current] = round(time.perf_counter() - self.started, 3)
+            seconds = self.report.stage_seconds.get(self.current, 0.0) + time.perf_counter() - self.started
+            self.report.stage_seconds[self.current] = round(seconds, 3)
             self.current = None
 
 
@@ -181,6 +182,8 @@ def run(
     *,
     correction: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    shards: int | None = None,
+    work_dir: Path | None = None,
 ) -> RunReport:
     """Run one night for `run_date` and publish OUT/<folder>/ atomically (see the module doc)."""
     if run_date < cfg.benefit.basis_date:
@@ -192,6 +195,8 @@ def run(
     stages = _Stages(report, on_stage)
     created_out_dir = not out_dir.exists()
     staging = out_dir / f".{run_date.isoformat()}.partial-{os.getpid()}"
+    # the checkpoints (the night's spill): under the staging folder, or where the operator says
+    work = (work_dir / f".kyufu-{run_date.isoformat()}-{os.getpid()}") if work_dir else staging / "_checkpoints"
     try:
         _clean_staging(out_dir)
         stages.start("ingest")
@@ -204,27 +209,55 @@ def run(
         plan = _plan(store, run_date, report.fingerprint, correction)
         report.mode, report.run_dir = plan.mode, out_dir / plan.folder
         head = store.head()
-        tables = _compute(scanned, input_record, plan, staging, run_date, cfg, report, stages)
+        n = _shards(head, scanned, shards)
+        written: dict[str, Path] = {}
+        if n:
+            from pipelines import sharded
+
+            tables, written = sharded.compute(scanned, input_record, plan, staging, work, run_date, cfg, report,
+                                              stages, n, store)
+        else:
+            tables = _compute(scanned, input_record, plan, staging, work, run_date, cfg, report, stages)
         stages.start("publish")
-        shutil.rmtree(staging / "_checkpoints")
+        shutil.rmtree(work)
         if plan.mode == "rerun":
             _republish(staging, report, store.head().table("files"), plan.folder)
             report.state_version = head.number
         else:
             version = store.commit(head, tables, {
                 "kind": plan.mode, "run_date": run_date.isoformat(), "fingerprint": report.fingerprint,
-                "reason": plan.reason, "folder": plan.folder,
-            })
+                "reason": plan.reason, "folder": plan.folder, "shards": n,
+            }, written)
             report.state_version = version.number
             _crash_point("after-commit")
             _publish(staging, report.run_dir)
         stages.stop()
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        for folder in (staging, work):
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(store.versions / f".pending-{os.getpid()}", ignore_errors=True)
         if created_out_dir and out_dir.exists() and not any(out_dir.iterdir()):
             out_dir.rmdir()
     return report
+
+
+def _shards(head: state.Version, scanned: dict, requested: int | None) -> int:
+    """How many shards tonight runs in: the state's count once it has one (households never
+    change shard); else the operator's, or by the size of the register."""
+    from pipelines import sharded
+
+    if head.number and head.table("runs").height:
+        kept = head.shards
+        if requested is not None and requested != kept:
+            msg = (f"the state {head.path.parent.parent} is kept in {kept or 'no'} shards; this night asked for "
+                   f"{requested}\n\nHint: leave --shards out: a state's shard count is fixed by its first night.")
+            raise StateError(msg)
+        return kept
+    if requested is not None:
+        return requested
+    residents = scanned["residents"][0].select(pl.len()).collect().item()
+    return sharded.shards_for(residents, sharded.RESIDENTS_PER_SHARD)
 
 
 def _clean_staging(out_dir: Path) -> None:
@@ -306,12 +339,14 @@ def validated(scanned, work: Path, run_date: date) -> Validated:
         validate.checked_applications(scanned["applications"][0], household_ids, run_date),
         work / "01_validate" / "applications.parquet", "applications",
     )
+    # a sharded night routes a copy of an account to each shard of its person: counted once
+    counted = accounts.filter(~pl.col("__copy")) if "__copy" in accounts.collect_schema() else accounts
     rejects_path = work / "02_tables" / "rejects.parquet"
     rejected = steps.sink(
         pl.concat(
             [
                 validate.rejects(residents, "residents", ["household_id"]),
-                validate.rejects(accounts, "accounts", []),
+                validate.rejects(counted, "accounts", []),
                 validate.rejects(applications, "applications", ["household_id", "application_id"]),
             ],
             how="diagonal_relaxed",
@@ -320,11 +355,11 @@ def validated(scanned, work: Path, run_date: date) -> Validated:
     )
     rows = {
         name: frame.select(pl.len()).collect().item()
-        for name, frame in (("residents", residents), ("accounts", accounts), ("applications", applications))
+        for name, frame in (("residents", residents), ("accounts", counted), ("applications", applications))
     }
     pending = {
         name: frame.filter(pl.col("is_pending") & pl.col("reject_reason").is_null()).select(pl.len()).collect().item()
-        for name, frame in (("accounts", accounts), ("applications", applications))
+        for name, frame in (("accounts", counted), ("applications", applications))
     }
     return Validated(residents, accounts, applications, rejected, rejects_path, validate.reject_summary(rejected),
                      rows, pending)
@@ -438,11 +473,11 @@ def settled(base, folder: str, mode: str, households: pl.LazyFrame, checked: pl.
     })
 
 
-def _compute(scanned, input_record, plan: _Plan, staging: Path, run_date: date, cfg: RunConfig,
+def _compute(scanned, input_record, plan: _Plan, staging: Path, work: Path, run_date: date, cfg: RunConfig,
              report: RunReport, stages: _Stages) -> dict[str, pl.DataFrame]:
-    """The night itself: writes the outputs into `staging`, returns the state's new tables."""
+    """The night itself: writes the outputs into `staging` and its checkpoints into `work`;
+    returns the state's new tables."""
     base = plan.base
-    work = staging / "_checkpoints"
     work.mkdir(parents=True)
 
     stages.start("validate")

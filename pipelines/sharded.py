@@ -1,0 +1,448 @@
+"""The national night: the night of pipelines/nightly.py, run shard by shard so that memory is
+bounded by the size of a shard, not of the nation.
+
+Households are sharded by municipality (each municipality's shard is fixed the first night and
+kept in the state's `shard_map`), so that every transfer file (one per municipality) is written
+by one shard and a household never changes shard (a household is registered in one
+municipality: moving out ends the record, research §1). Persons' Mynapoint is sharded by
+person_key (a counter kept forever), so a person's cap lives in one shard.
+
+    route inputs      residents by household → shard of its municipality; accounts by My Number
+                      (the shard of the person's first registration); applications by household
+                      (all copies of one application_id together: the duplicate rule is global)
+    per shard         validate                      → checkpoints, reject counts
+    whole nation      reject ratio; person keys     (My Number → person_key, one pass)
+                      route wallets and transactions by the owner's person_key
+    per shard         entitle, payees               → narrow projections for the global checks
+    whole nation      double registrations, fuzzy identity (by birth-date bucket: every block
+                      shares a birth date), shared accounts   → holds across households
+    per shard         checks, standing, transfer files, ledger, Mynapoint → state parts, analyst parts
+    whole nation      settlement files (one per provider), files table, run history,
+                      reconciliation of the sums, analyst database, run record; one commit
+
+The state keeps each household-keyed table as one part per shard (engine/state.py); the
+commit is still the one atomic replacement of CURRENT, so a killed national night leaves the
+state as it was. Peak memory is the largest of: one shard's night, the person-key pass
+(~24 bytes per resident) and one birth-date bucket of the fuzzy identity check.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from engine import checks, identity, ledger, outputs, payout, schemas, settlement, state, validate
+from engine.config import RunConfig
+from engine.errors import ReconciliationError, StateError
+from engine.ingest import ROW
+from pipelines import night_steps as steps
+from pipelines import nightly
+
+SHARD = "__shard"
+COPY = "__copy"  # an account row also routed to a shard other than its person's first
+RESIDENTS_PER_SHARD = 5_000_000  # a shard's night peaks at ~1.1 GB per million residents
+BIRTH_BUCKETS = 16  # fuzzy identity runs one birth-date bucket at a time
+ROUTED = ("residents", "accounts", "applications")
+POINTS_ROUTED = ("wallets", "transactions")
+
+
+def shards_for(residents: int, per_shard: int) -> int:
+    """How many shards a night of `residents` rows needs at `per_shard` residents each (0: one
+    piece, the plain night)."""
+    return 0 if residents <= per_shard else math.ceil(residents / per_shard)
+
+
+def shard_map(residents: pl.LazyFrame, n: int, known: pl.DataFrame) -> pl.DataFrame:
+    """municipality_code → shard: the known map, plus tonight's new municipalities, largest
+    first, each to the shard with the fewest residents so far (greedy bin packing)."""
+    sizes = residents.group_by("municipality_code").len().drop_nulls().collect()
+    load = [0] * n
+    for shard, rows in sizes.join(known, on="municipality_code").group_by("shard").agg(
+            pl.col("len").sum()).iter_rows():
+        load[shard] += int(rows)
+    new = sizes.join(known, on="municipality_code", how="anti").sort(["len", "municipality_code"],
+                                                                      descending=[True, False])
+    rows = []
+    for code, size in new.iter_rows():
+        shard = min(range(n), key=lambda s: (load[s], s))
+        load[shard] += int(size)
+        rows.append((code, shard))
+    added = pl.DataFrame(rows, schema=state.SCHEMAS["shard_map"], orient="row")
+    return pl.concat([known, added]).sort("municipality_code")
+
+
+@dataclass(frozen=True)
+class ShardView:
+    """The state as one shard sees it: its parts of the sharded tables, the files of its
+    municipalities, the global tables whole."""
+
+    version: state.Version
+    shard: int
+    municipalities: pl.DataFrame  # municipality_code of the shard
+
+    @property
+    def number(self) -> int:
+        return self.version.number
+
+    @property
+    def info(self) -> dict:
+        return self.version.info
+
+    def _path(self, name: str) -> Path:
+        return self.version.path / f"{state.part_name(name, self.shard)}.parquet"
+
+    def table(self, name: str) -> pl.DataFrame:
+        if name in state.SHARDED:
+            path = self._path(name)
+            return pl.read_parquet(path) if path.exists() else state.SCHEMAS[name].to_frame()
+        if name == "files":
+            return self.version.table("files").join(self.municipalities, on="municipality_code", how="semi")
+        return self.version.table(name)
+
+    def scan(self, name: str) -> pl.LazyFrame:
+        if name in state.SHARDED:
+            path = self._path(name)
+            return pl.scan_parquet(path) if path.exists() else state.SCHEMAS[name].to_frame().lazy()
+        return self.table(name).lazy()
+
+
+def _partition(frame: pl.LazyFrame, folder: Path, n: int, schema: pl.Schema) -> list[Path]:
+    """Write `frame` (with SHARD) as one folder per shard, rows in their order; an empty file for
+    a shard with no rows. Returns the folders in shard order."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    frame.sink_parquet(pl.PartitionBy(folder, key=SHARD, include_key=False), mkdir=True)
+    folders = []
+    for shard in range(n):
+        part = folder / f"{SHARD}={shard}"
+        if not part.exists():
+            part.mkdir(parents=True)
+            schema.to_frame().write_parquet(part / "empty.parquet")
+        folders.append(part)
+    return folders
+
+
+def _scan(folder: Path) -> pl.LazyFrame:
+    return pl.scan_parquet(sorted(folder.glob("*.parquet")))
+
+
+def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path) -> list[dict]:
+    """Residents, accounts and applications split into shards (module doc); each shard's
+    `scanned` dict as nightly reads it (ROW and format flags carried)."""
+    residents = scanned["residents"][0]
+    in_shard = pl.col("shard").fill_null(0)
+    # a household goes where its first row (the head first) is registered, as entitle reads it
+    homes = (
+        residents.select("household_id", "municipality_code", "is_head", ROW)
+        .join(municipalities.lazy(), on="municipality_code", how="left")
+        .group_by("household_id")
+        .agg(in_shard.sort_by(pl.col("is_head").not_(), pl.col(ROW)).first().alias(SHARD))
+        .collect()
+    )
+    routed = {
+        "residents": residents.join(homes.lazy(), on="household_id", how="left", maintain_order="left"),
+    }
+    # an account goes to every shard where its person is registered (a person in two households
+    # is paid into one account whichever household is released); the copy in the shard of the
+    # person's first registration is the one counted and rejected. Unknown numbers: shard 0.
+    registered = residents.select("my_number", "household_id", ROW).join(homes.lazy(), on="household_id",
+                                                                           how="left")
+    firsts = registered.group_by("my_number").agg(pl.col(SHARD).get(pl.col(ROW).arg_min())).collect()
+    copies = (
+        registered.filter(pl.col("my_number").is_duplicated())
+        .select("my_number", SHARD).unique()
+        .join(firsts.lazy(), on=["my_number", SHARD], how="anti")
+        .collect()
+    )
+    where = pl.concat([firsts.with_columns(pl.lit(False).alias(COPY)),
+                       copies.with_columns(pl.lit(True).alias(COPY))]).sort("my_number", COPY, SHARD)
+    del firsts, copies
+    accounts = scanned["accounts"][0]
+    routed["accounts"] = accounts.join(where.lazy(), on="my_number", how="left", maintain_order="left") \
+        .with_columns(pl.col(COPY).fill_null(False))
+    applications = scanned["applications"][0]
+    routed["applications"] = applications.join(homes.lazy(), on="household_id", how="left",
+                                               maintain_order="left").with_columns(
+        pl.col(SHARD).fill_null(0).get(pl.col(ROW).arg_min()).over("application_id")
+    )
+    folders = {}
+    for name, frame in routed.items():
+        schema = scanned[name][0].collect_schema()
+        folders[name] = _partition(frame.with_columns(pl.col(SHARD).fill_null(0)), work / "routed" / name, n,
+                                   schema)
+    del homes, where
+    return [
+        {**{name: (_scan(folders[name][shard]), scanned[name][1]) for name in ROUTED},
+         **{name: scanned[name] for name in scanned if name not in ROUTED and name not in POINTS_ROUTED}}
+        for shard in range(n)
+    ]
+
+
+def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Path
+                ) -> tuple[pl.DataFrame, list[pl.LazyFrame], list[pl.LazyFrame]]:
+    """The persons table (nightly.person_keys over the whole nation), each shard's keys, and the
+    persons of each points shard (person_key % n): My Number, person_key, died_on as on the
+    person's first row in the register."""
+    rows = pl.concat([frame.select("my_number", ROW, "died_on") for frame in valid])
+    keys = nightly.person_keys(known.collect(), rows)
+    folder = work / "keys"
+    folder.mkdir(parents=True, exist_ok=True)
+    per_shard = []
+    for shard, frame in enumerate(valid):
+        path = folder / f"{shard}.parquet"
+        frame.select(pl.col("my_number").unique()).join(keys.lazy(), on="my_number").sink_parquet(path)
+        per_shard.append(pl.scan_parquet(path))
+    people = (
+        rows.group_by("my_number")
+        .agg(pl.col("died_on").get(pl.col(ROW).arg_min()), pl.col(ROW).min())
+        .join(keys.lazy(), on="my_number")
+        .sort(ROW)
+        .select("my_number", "person_key", "died_on", (pl.col("person_key") % n).alias(SHARD))
+    )
+    people_folders = _partition(people, work / "points_persons", n,
+                                pl.Schema({"my_number": pl.Int64, "person_key": pl.Int64, "died_on": pl.Date}))
+    return keys, per_shard, [_scan(f) for f in people_folders]
+
+
+def route_points(scanned: dict, people: list[pl.LazyFrame], n: int, work: Path) -> list[dict]:
+    """Wallets by their owner's points shard (all rows of one wallet_id with its first row),
+    transactions by their wallet's (all rows of one transaction_id with its first row)."""
+    owners = pl.concat([frame.select("my_number", pl.lit(shard, pl.Int64).alias(SHARD))
+                        for shard, frame in enumerate(people)])
+    wallets = scanned["wallets"][0].join(owners, on="my_number", how="left", maintain_order="left").with_columns(
+        pl.col(SHARD).fill_null(0).get(pl.col(ROW).arg_min()).over("wallet_id"))
+    wallet_folders = _partition(wallets, work / "routed" / "wallets", n, scanned["wallets"][0].collect_schema())
+    home = pl.concat([_scan(f).select("wallet_id").unique().with_columns(pl.lit(s, pl.Int64).alias(SHARD))
+                      for s, f in enumerate(wallet_folders)]).unique("wallet_id", keep="first").collect()
+    transactions = scanned["transactions"][0]
+    routed = transactions.join(home.lazy(), on="wallet_id", how="left", maintain_order="left").with_columns(
+        pl.col(SHARD).fill_null(0))
+    # a duplicated transaction_id: every copy where its first copy goes (the duplicate rule)
+    duplicated = routed.select("transaction_id", ROW, SHARD).filter(pl.col("transaction_id").is_duplicated())
+    firsts = duplicated.group_by("transaction_id").agg(pl.col(SHARD).get(pl.col(ROW).arg_min()).alias("__first"))
+    routed = routed.join(firsts, on="transaction_id", how="left", maintain_order="left").with_columns(
+        pl.coalesce("__first", SHARD).alias(SHARD)).drop("__first")
+    transaction_folders = _partition(routed, work / "routed" / "transactions", n, transactions.collect_schema())
+    return [
+        {"wallets": (_scan(wallet_folders[s]), scanned["wallets"][1]),
+         "transactions": (_scan(transaction_folders[s]), scanned["transactions"][1]),
+         "services": scanned["services"]}
+        for s in range(n)
+    ]
+
+
+def _bucket() -> pl.Expr:
+    return (pl.col("birth_date").cast(pl.Int64) % BIRTH_BUCKETS).alias("__bucket")
+
+
+def across_households(work: Path, n: int, cfg: RunConfig) -> tuple[pl.DataFrame, int]:
+    """The checks across households over the whole nation, from each shard's narrow projections."""
+    folder = work / "across"
+    members = pl.scan_parquet([folder / f"members.{s}.parquet" for s in range(n)])
+    resolved = pl.scan_parquet([folder / f"accounts.{s}.parquet" for s in range(n)])
+    found = [
+        checks.double_registrations(members).select("household_id", "evidence", "reason").collect(),
+        checks.shared_accounts(resolved, cfg.checks).collect(),
+    ]
+    keys = pl.scan_parquet([folder / f"identity.{s}.parquet" for s in range(n)])
+    compared = 0
+    for bucket in range(BIRTH_BUCKETS):
+        fuzzy, pairs = identity.fuzzy_identities_from_keys(
+            keys.filter(pl.col("__bucket") == bucket).drop("__bucket").collect(), cfg.checks)
+        found.append(fuzzy.select("household_id", "evidence", "reason"))
+        compared += pairs
+    holds = (
+        pl.concat(found, how="vertical_relaxed")
+        .group_by("household_id", "reason")
+        .agg(pl.col("evidence").str.split("; ").explode().unique().sort().str.join("; "))
+        .sort("household_id", "reason")
+    )
+    return holds, compared
+
+
+def write_across_inputs(members: pl.LazyFrame, resolved: pl.LazyFrame, folder: Path, shard: int) -> None:
+    """What the checks across households read of one shard: narrow projections."""
+    folder.mkdir(parents=True, exist_ok=True)
+    members.filter(pl.col("is_eligible")).select("my_number", "household_id", "person_key", "is_eligible") \
+        .sink_parquet(folder / f"members.{shard}.parquet")
+    resolved.select("household_id", "account_source", *payout.ACCOUNT_KEY, "payee_family_normalized") \
+        .sink_parquet(folder / f"accounts.{shard}.parquet")
+    identity.identity_keys(members).with_columns(_bucket()).sort("__bucket") \
+        .sink_parquet(folder / f"identity.{shard}.parquet")
+
+
+def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: date, cfg: RunConfig, report, stages,
+            n: int, store: state.Store) -> tuple[dict[str, pl.DataFrame], dict[str, Path]]:
+    """The national night (module doc): writes the outputs into `staging` and its checkpoints
+    into `work`; returns the state's new global tables and its parts, written into the store's
+    pending folder."""
+    base = plan.base
+    work.mkdir(parents=True)
+    pending = store.pending()
+    written: dict[str, Path] = {}
+
+    stages.start("route")
+    municipalities = shard_map(scanned["residents"][0], n, base.table("shard_map"))
+    inputs = route_inputs(scanned, n, municipalities, work)
+    views = [ShardView(base, k, municipalities.filter(pl.col("shard") == k).select("municipality_code"))
+             for k in range(n)]
+    reports = [nightly.RunReport(run_date=run_date, run_dir=report.run_dir) for _ in range(n)]
+
+    stages.start("validate")
+    checked = [nightly.validated(inputs[k], work / f"shard-{k}", run_date) for k in range(n)]
+    rows = {name: sum(v.rows[name] for v in checked) for name in ROUTED}
+    pending_rows = {name: sum(v.pending[name] for v in checked) for name in ("accounts", "applications")}
+    summary = (
+        pl.concat([v.summary for v in checked])
+        .group_by("dataset", "reason", maintain_order=True)
+        .agg(pl.col("rows").sum(), pl.col("examples").str.join("; "))
+        .sort("dataset", "reason")
+    )
+    paths = {name: str(source.path) for name, (_, source) in scanned.items()}
+    validate.enforce_reject_ratio(rows, paths, summary, cfg.validate_.max_reject_ratio)
+    nightly.note_validation(report, rows, summary, pending_rows)
+
+    stages.start("persons")
+    keys, shard_keys, people = person_keys(base.scan("persons"), [v.valid_residents for v in checked], n, work)
+    written["persons"] = pending / "persons.parquet"
+    keys.write_parquet(written["persons"])
+    del keys
+    decisions = steps.decisions(base.table("decisions"), scanned, run_date)
+    has_points = all(name in scanned for name in nightly.MYNAPOINT_INPUTS)
+    points_inputs = route_points(scanned, people, n, work) if has_points else []
+
+    stages.start("entitle")
+    entitled = []
+    for k in range(n):
+        members, households, payees = nightly.entitled(checked[k], shard_keys[k], base.scan("paid_persons"), cfg,
+                                                       work / f"shard-{k}")
+        resolved = steps.sink(payout.resolved_accounts(households, payees, checked[k].usable_accounts,
+                                                       checked[k].usable_applications),
+                              work / f"shard-{k}" / "04_payees" / "resolved.parquet")
+        write_across_inputs(members, resolved, work / "across", k)
+        entitled.append((members, households, resolved))
+
+    stages.start("checks")
+    across, compared = across_households(work, n, cfg)
+    report.counts["identity_pairs_compared"] = compared
+
+    figures: dict[str, int] = {}
+    files_after, settlements, analyst, settlement_totals = [], [], [], []
+    for k in range(n):
+        members, households, resolved_lf = entitled[k]
+        resolved = resolved_lf.collect()
+        stages.start("checks")
+        held, _ = checks.with_holds(resolved, members, cfg.checks,
+                                    across=across.join(resolved.select("household_id"), on="household_id",
+                                                       how="semi"))
+        del resolved
+        stages.start("standing")
+        s = nightly.settled(views[k], plan.folder, plan.mode, households, held, members, decisions, staging,
+                            run_date, cfg, reports[k])
+        del held
+        municipality_codes = {f.municipality_code for f in reports[k].files}
+        outside = municipality_codes - set(views[k].municipalities["municipality_code"].to_list())
+        if outside:
+            msg = (f"shard {k} paid households of municipalities {sorted(outside)[:5]} that belong to other "
+                   "shards (their registry rows name several municipalities); nothing was published\n\n"
+                   "Hint: a household's rows must name one municipality; fix the registry extract.")
+            raise ReconciliationError(msg)
+        ledger_after, rejects_path = s.ledger_after, checked[k].rejects_path
+        shard_work = work / f"shard-{k}"
+        point_outputs: dict = {}
+        if has_points:
+            stages.start("points")
+            scratch = shard_work / "settlement"
+            mynapoint = steps.mynapoint_night(points_inputs[k], people[k], views[k], decisions, plan, scratch,
+                                              shard_work, run_date, cfg, reports[k])
+            ledger_after = pl.concat([ledger_after, mynapoint["ledger"]], how="vertical_relaxed")
+            s.figures.update(mynapoint["figures"])
+            rejects_path = shard_work / "02_tables" / "rejects_all.parquet"
+            steps.sink(pl.concat([checked[k].rejected, mynapoint["rejects"].lazy()], how="diagonal_relaxed"),
+                       rejects_path)
+            for name, frame in mynapoint["state"].items():
+                written[state.part_name(name, k)] = _write(frame, pending, state.part_name(name, k), name)
+            settlements.append(mynapoint["analyst"]["point_settlements"])
+            settlement_totals.append(sum(f.total_yen for f in mynapoint["files"]))
+            point_outputs = mynapoint["analyst"]
+        stages.start("outputs")
+        for name in ("positions", "payments", "paid_persons", "holds"):
+            written[state.part_name(name, k)] = _write(s.tables[name], pending, state.part_name(name, k), name)
+        written[state.part_name("ledger", k)] = _write(ledger_after, pending, state.part_name("ledger", k), "ledger")
+        files_after.append(s.tables["files"])
+        analyst.append(steps.analyst_tables(
+            shard_work, run_date, decided=s.decided, in_files=s.in_files, members=members,
+            rejects_path=rejects_path, holds=s.tables["holds"], ledger_all=ledger_after, runs=None, files=None,
+            decisions=None, points_outputs=point_outputs,
+        ))
+        for name, value in s.figures.items():
+            figures[name] = figures.get(name, 0) + value
+        del s, ledger_after, point_outputs
+
+    stages.start("outputs")
+    _merge_reports(report, reports)
+    ledger.check_balanced(figures)
+    settlement_files = []
+    if has_points:
+        services = scanned["services"][0].collect()
+        lines = pl.concat(settlements).sort("service_id", "wallet_id")
+        settlement_files = settlement.write_settlement_files(lines, services, staging, run_date)
+        if sum(f.total_yen for f in settlement_files) != sum(settlement_totals):
+            msg = "settlement files do not add up to the shards' settlement totals"
+            raise ReconciliationError(msg)
+    report.totals = figures
+    files = pl.concat(files_after, how="vertical_relaxed").sort("transfer_file")
+    runs_after = steps.runs_after(base.table("runs"), report, plan, base)
+    tables = _analyst_tables(work, run_date, analyst, runs_after, files, decisions)
+    outputs.write_duckdb(staging / "analyst.duckdb", tables)
+    nightly.write_record(staging, report, plan, base, input_record, cfg, tables, settlement_files,
+                         extra={"shards": n})
+    stages.stop()
+    outputs.write_run_record(staging / "timings.json", {"stage_seconds": report.stage_seconds})
+    return ({"files": files, "decisions": decisions, "runs": runs_after, "shard_map": municipalities},
+            written)
+
+
+def _write(frame: pl.DataFrame, folder: Path, part: str, name: str) -> Path:
+    path = folder / f"{part}.parquet"
+    schema = state.SCHEMAS[name]
+    frame.select([pl.col(c).cast(t) for c, t in schema.items()]).write_parquet(path)
+    return path
+
+
+def _merge_reports(report, reports) -> None:
+    """The nation's counts: each shard's summed (the checks across households counted once)."""
+    for part in reports:
+        for field in ("counts", "rejects_by_reason", "holds_by_reason", "not_eligible_by_reason"):
+            mine, theirs = getattr(report, field), getattr(part, field)
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+        report.files.extend(part.files)
+        report.transfer_date = part.transfer_date
+    for field in ("rejects_by_reason", "holds_by_reason", "not_eligible_by_reason"):
+        setattr(report, field, dict(sorted(getattr(report, field).items())))
+    report.files.sort(key=lambda f: str(f.path))
+
+
+def _analyst_tables(work: Path, run_date: date, parts: list[dict[str, Path]], runs: pl.DataFrame,
+                    files: pl.DataFrame, decisions: pl.DataFrame) -> dict[str, Path | list[Path]]:
+    """The analyst tables: each shard's parts, the global tables whole; points_ignored summed."""
+    folder = work / "05_tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    tables: dict[str, Path | list[Path]] = {}
+    for name in parts[0]:
+        tables[name] = [p[name] for p in parts]
+    if "points_ignored" in tables:
+        path = folder / "points_ignored.parquet"
+        pl.scan_parquet(tables["points_ignored"]).group_by("run_date", "service_id", "reason").agg(
+            pl.col("transactions").sum(), pl.col("amount_yen").sum()).sort("service_id", "reason").sink_parquet(path)
+        tables["points_ignored"] = path
+    for name, frame in (("runs", runs), ("files", files), ("decisions", decisions)):
+        tables[name] = folder / f"{name}.parquet"
+        frame.write_parquet(tables[name])
+    return {name: tables[name] for name in outputs.ANALYST_TABLES if name in tables}
