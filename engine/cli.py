@@ -65,7 +65,7 @@ def generate(
 
 
 def run_night(inputs: Path, state: Path, out_dir: Path, run_date: date, config: Path | None,
-              correction: str | None = None):
+              correction: str | None = None, shards: int | None = None, work_dir: Path | None = None):
     from engine.config import load_config
     from pipelines import nightly
 
@@ -77,7 +77,8 @@ def run_night(inputs: Path, state: Path, out_dir: Path, run_date: date, config: 
         def on_stage(name: str) -> None:
             progress.update(task, description=f"night {run_date}: {name}")
 
-        return nightly.run(inputs, state, out_dir, run_date, cfg, correction=correction, on_stage=on_stage)
+        return nightly.run(inputs, state, out_dir, run_date, cfg, correction=correction, on_stage=on_stage,
+                           shards=shards, work_dir=work_dir)
 
 
 def print_summary(report) -> None:
@@ -120,7 +121,8 @@ def print_summary(report) -> None:
                   f"net ¥{t['points_net_yen']:,} in {t['points_files_records']:,} settlement lines; "
                   f"{c.get('wallets_held', 0):,} wallets held")
     seconds = sum(report.stage_seconds.values())
-    out.print(f"took {seconds:.1f} s; outputs in {report.run_dir}/ (run.json, analyst.duckdb, zengin/, settlement/); "
+    pieces = f" in {report.shards} shards" if report.shards else ""
+    out.print(f"took {seconds:.1f} s{pieces}; outputs in {report.run_dir}/ (run.json, analyst.duckdb, zengin/, settlement/); "
               f"state version {report.state_version}")
 
 
@@ -133,12 +135,17 @@ def run(
     config: Annotated[Path | None, typer.Option(help="TOML file overriding the defaults")] = None,
     correction: Annotated[str | None, typer.Option(
         help="re-run a night whose inputs changed, paying only the difference; the reason is recorded")] = None,
+    shards: Annotated[int | None, typer.Option(
+        help="run the night in this many shards (0: one piece); by default one shard per 5M residents "
+             "above 5M; a state keeps the count of its first night", min=0, max=999)] = None,
+    work_dir: Annotated[Path | None, typer.Option(
+        help="where the night's checkpoints (its spill) go; by default inside OUT")] = None,
 ) -> None:
     """Run one night: validate, entitle, resolve payees, check, write Zengin files, ledger,
     analyst database and run record. The same date with the same inputs changes nothing."""
     day = _parse_date(run_date)
     try:
-        report = run_night(inputs, state, out_dir, day, config, correction)
+        report = run_night(inputs, state, out_dir, day, config, correction, shards, work_dir)
     except EngineError as exc:
         _fail(exc)
     print_summary(report)

@@ -60,6 +60,7 @@ class RunReport:
     files: list[outputs.TransferFile] = field(default_factory=list)
     transfer_date: date | None = None
     unchanged: bool = False  # a re-run that found its published outputs identical
+    shards: int = 0  # 0: the night ran in one piece
 
 
 class _Stages:
@@ -199,6 +200,8 @@ def run(
     work = (work_dir / f".kyufu-{run_date.isoformat()}-{os.getpid()}") if work_dir else staging / "_checkpoints"
     try:
         _clean_staging(out_dir)
+        if work_dir:
+            _clean_spill(work_dir)
         stages.start("ingest")
         scanned = plan_inputs(inputs_dir)
         input_record = {
@@ -209,7 +212,7 @@ def run(
         plan = _plan(store, run_date, report.fingerprint, correction)
         report.mode, report.run_dir = plan.mode, out_dir / plan.folder
         head = store.head()
-        n = _shards(head, scanned, shards)
+        n = report.shards = _shards(head, scanned, shards)
         written: dict[str, Path] = {}
         if n:
             from pipelines import sharded
@@ -258,6 +261,24 @@ def _shards(head: state.Version, scanned: dict, requested: int | None) -> int:
         return requested
     residents = scanned["residents"][0].select(pl.len()).collect().item()
     return sharded.shards_for(residents, sharded.RESIDENTS_PER_SHARD)
+
+
+def _clean_spill(work_dir: Path) -> None:
+    """Remove checkpoint folders left in the work folder by killed runs (their process is gone)."""
+    for path in work_dir.glob(".kyufu-*-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _clean_staging(out_dir: Path) -> None:

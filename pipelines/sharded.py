@@ -36,9 +36,9 @@ from pathlib import Path
 
 import polars as pl
 
-from engine import checks, identity, ledger, outputs, payout, schemas, settlement, state, validate
+from engine import checks, identity, ledger, outputs, payout, settlement, state, validate
 from engine.config import RunConfig
-from engine.errors import ReconciliationError, StateError
+from engine.errors import ReconciliationError
 from engine.ingest import ROW
 from pipelines import night_steps as steps
 from pipelines import nightly

@@ -1,0 +1,139 @@
+"""The sharded night (pipelines/sharded.py) decides exactly what the night in one piece decides:
+the same households paid, held and denied, the same person keys, points, ledger, transfer and
+settlement files byte for byte, night after night, with files sent and holds decided between
+nights; a re-run changes nothing; a killed sharded night leaves the state as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from engine.config import RunConfig
+from engine.errors import StateError
+from engine.state import SCHEMAS, Store
+from pipelines import generate, nightly, operations
+
+NIGHTS = [date(2020, 5, 29), date(2020, 6, 30), date(2021, 12, 31)]
+CFG = RunConfig()
+SHARDS = 3
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sharded") / "inputs"
+    generate.generate(residents=20_000, seed=5, out=folder)
+    return folder
+
+
+def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort(pl.all()) if frame.height else frame
+
+
+def _analyst(run_dir: Path) -> dict[str, pl.DataFrame]:
+    with duckdb.connect(str(run_dir / "analyst.duckdb"), read_only=True) as con:
+        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+        return {name: pl.from_arrow(con.sql(f"SELECT * FROM {name}").to_arrow_table()) for name in names}
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes()
+            for folder in ("zengin", "settlement") for p in sorted((run_dir / folder).rglob("*")) if p.is_file()}
+
+
+def assert_same_night(plain: nightly.RunReport, sharded: nightly.RunReport) -> None:
+    assert sharded.shards == SHARDS and plain.shards == 0
+    one, other = (json.loads((r.run_dir / "run.json").read_text()) for r in (plain, sharded))
+    for section in ("counts", "totals_yen", "rejects_by_reason", "holds_by_reason", "not_eligible_by_reason"):
+        assert one[section] == other[section], section
+    assert _files(plain.run_dir) == _files(sharded.run_dir)
+    mine, theirs = _analyst(plain.run_dir), _analyst(sharded.run_dir)
+    assert mine.keys() == theirs.keys()
+    for name in mine:
+        assert _sorted(mine[name]).equals(_sorted(theirs[name])), name
+
+
+def assert_same_state(plain: Path, sharded: Path) -> None:
+    one, other = Store(plain).head(), Store(sharded).head()
+    assert other.shards == SHARDS and other.paths("positions")[0].name == "positions.s000.parquet"
+    for name in SCHEMAS:
+        if name != "shard_map":
+            assert _sorted(one.table(name)).equals(_sorted(other.table(name))), name
+
+
+def test_sharded_nights_decide_what_plain_nights_decide(inputs: Path, tmp_path: Path) -> None:
+    roots = {0: tmp_path / "plain", SHARDS: tmp_path / "sharded"}
+    for i, night in enumerate(NIGHTS):
+        reports = {n: nightly.run(inputs, root / "state", root / "out", night, CFG, shards=n)
+                   for n, root in roots.items()}
+        assert reports[0].totals["paid_tonight_yen"] > 0 or i == 2
+        assert_same_night(reports[0], reports[SHARDS])
+        assert_same_state(roots[0] / "state", roots[SHARDS] / "state")
+        if i == 0:  # between the nights: files sent, holds released and denied, the same in both
+            holds = operations.holds(roots[0] / "state")
+            assert holds.height == operations.holds(roots[SHARDS] / "state").height > 5
+            decisions = pl.concat([
+                holds.head(3).select("hold_id", decision=pl.lit("release")),
+                holds.tail(2).select("hold_id", decision=pl.lit("deny")),
+            ]).with_columns(decided_by=pl.lit("supervisor"), decided_on=pl.lit(night), note=pl.lit("reviewed"))
+            for root in roots.values():
+                sent = operations.files(root / "state", "produced")["transfer_file"].to_list()
+                operations.mark_sent(root / "state", sent, "ops", night)
+                operations.record_decisions(root / "state", decisions, "test")
+    # a re-run of the last night changes nothing
+    again = nightly.run(inputs, roots[SHARDS] / "state", roots[SHARDS] / "out", NIGHTS[-1], CFG)
+    assert again.mode == "rerun" and again.unchanged and again.shards == SHARDS
+
+
+def test_a_state_keeps_the_shard_count_of_its_first_night(inputs: Path, tmp_path: Path) -> None:
+    state_dir, out = tmp_path / "state", tmp_path / "out"
+    nightly.run(inputs, state_dir, out, NIGHTS[0], CFG, shards=2)
+    with pytest.raises(StateError, match="kept in 2 shards; this night asked for 3"):
+        nightly.run(inputs, state_dir, out, NIGHTS[1], CFG, shards=3)
+    assert nightly.run(inputs, state_dir, out, NIGHTS[1], CFG).shards == 2
+
+
+def test_a_plain_state_is_not_continued_in_shards(inputs: Path, tmp_path: Path) -> None:
+    state_dir, out = tmp_path / "state", tmp_path / "out"
+    nightly.run(inputs, state_dir, out, NIGHTS[0], CFG)
+    with pytest.raises(StateError, match="kept in no shards"):
+        nightly.run(inputs, state_dir, out, NIGHTS[1], CFG, shards=2)
+
+
+def _kyufu(args: list[str], crash_at: str | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess; KYUFU_CRASH_AT kills it with SIGKILL when that stage starts."""
+    env = {**os.environ, "KYUFU_CRASH_AT": crash_at or ""}
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("point", ["checks", "outputs"])
+def test_a_killed_sharded_night_leaves_the_state_as_it_was(inputs: Path, tmp_path: Path, point: str) -> None:
+    def args(night: date, root: Path) -> list[str]:
+        return ["run", "--inputs", str(inputs), "--state", str(root / "state"), "--out", str(root / "out"),
+                "--date", night.isoformat(), "--shards", str(SHARDS), "--work-dir", str(root / "spill")]
+
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for root in (reference, killed):
+        assert _kyufu(args(NIGHTS[0], root)).returncode == 0
+    assert _kyufu(args(NIGHTS[1], reference)).returncode == 0
+    before = Store(killed / "state").head()
+    assert _kyufu(args(NIGHTS[1], killed), crash_at=point).returncode == -signal.SIGKILL
+    assert Store(killed / "state").head().number == before.number
+    assert not (killed / "out" / NIGHTS[1].isoformat()).exists()
+    result = _kyufu(args(NIGHTS[1], killed))
+    assert result.returncode == 0, result.stderr
+    assert _files(killed / "out" / NIGHTS[1].isoformat()) == _files(reference / "out" / NIGHTS[1].isoformat())
+    one, other = Store(reference / "state").head(), Store(killed / "state").head()
+    assert one.number == other.number
+    for name in SCHEMAS:
+        assert one.table(name).equals(other.table(name)), name
+    assert not [p for p in (killed / "spill").iterdir()], "the killed night's spill was not cleaned"
