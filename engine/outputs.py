@@ -6,6 +6,8 @@ the folder atomically once the night reconciles.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import json
 from dataclasses import dataclass
 from datetime import date
@@ -140,6 +142,50 @@ def write_duckdb(path: Path, tables: dict[str, Path | list[Path]]) -> None:
         con.execute("CHECKPOINT")
     finally:
         con.close()
+
+
+ANALYST_FOLDER = "analyst"
+
+
+def place_analyst_parquet(night_dir: Path, tables: dict[str, Path | list[Path]]) -> dict[str, list[Path]]:
+    """Move each analyst table's Parquet (or its parts) into NIGHT/analyst/<table>/part-NNN.parquet,
+    for a database of views over them (write_duckdb_views): a national night's tables hold
+    hundreds of millions of rows, and copying them into the database file would take longer
+    than computing them."""
+    placed = {}
+    for name, parquet in tables.items():
+        folder = night_dir / ANALYST_FOLDER / name
+        folder.mkdir(parents=True, exist_ok=True)
+        parts = parquet if isinstance(parquet, list) else [parquet]
+        placed[name] = []
+        for i, path in enumerate(parts):
+            target = folder / f"part-{i:03d}.parquet"
+            shutil.move(path, target)
+            placed[name].append(target)
+    return placed
+
+
+def write_duckdb_views(night_dir: Path) -> Path:
+    """NIGHT/analyst.duckdb with one view per table of NIGHT/analyst/ (absolute paths: written
+    once the night is published in its place; `kyufu` writes it again if it is missing)."""
+    path = night_dir / "analyst.duckdb"
+    partial = night_dir / ".analyst.duckdb.partial"
+    partial.unlink(missing_ok=True)
+    con = duckdb.connect(str(partial))
+    try:
+        for folder in sorted((night_dir / ANALYST_FOLDER).iterdir()):
+            name = folder.name
+            if name not in ANALYST_TABLES:
+                msg = f"not an analyst table: {folder}"
+                raise ValueError(msg)
+            pattern = str((folder / "*.parquet").resolve()).replace("'", "''")
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{pattern}')")
+            con.execute(f"COMMENT ON VIEW {name} IS '{ANALYST_TABLES[name]}'")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    os.replace(partial, path)
+    return path
 
 
 def write_run_record(path: Path, record: dict) -> None:

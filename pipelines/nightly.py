@@ -226,6 +226,8 @@ def run(
         if plan.mode == "rerun":
             _republish(staging, report, store.head().table("files"), plan.folder)
             report.state_version = head.number
+            if n and not (report.run_dir / "analyst.duckdb").exists():  # killed before it was written
+                outputs.write_duckdb_views(report.run_dir)
         else:
             version = store.commit(head, tables, {
                 "kind": plan.mode, "run_date": run_date.isoformat(), "fingerprint": report.fingerprint,
@@ -234,6 +236,8 @@ def run(
             report.state_version = version.number
             _crash_point("after-commit")
             _publish(staging, report.run_dir)
+            if n:
+                outputs.write_duckdb_views(report.run_dir)
         stages.stop()
     finally:
         for folder in (staging, work):

@@ -399,7 +399,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     files = pl.concat(files_after, how="vertical_relaxed").sort("transfer_file")
     runs_after = steps.runs_after(base.table("runs"), report, plan, base)
     tables = _analyst_tables(work, run_date, analyst, runs_after, files, decisions)
-    outputs.write_duckdb(staging / "analyst.duckdb", tables)
+    tables = outputs.place_analyst_parquet(staging, tables)  # analyst.duckdb: views, once published
     nightly.write_record(staging, report, plan, base, input_record, cfg, tables, settlement_files,
                          extra={"shards": n})
     stages.stop()
