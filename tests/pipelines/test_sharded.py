@@ -137,3 +137,19 @@ def test_a_killed_sharded_night_leaves_the_state_as_it_was(inputs: Path, tmp_pat
     for name in SCHEMAS:
         assert one.table(name).equals(other.table(name)), name
     assert not [p for p in (killed / "spill").iterdir()], "the killed night's spill was not cleaned"
+
+
+def test_a_sharded_night_publishes_views_over_its_parquet(inputs: Path, tmp_path: Path) -> None:
+    report = nightly.run(inputs, tmp_path / "state", tmp_path / "out", NIGHTS[0], CFG, shards=2)
+    with duckdb.connect(str(report.run_dir / "analyst.duckdb"), read_only=True) as con:
+        kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
+        persons = con.execute("SELECT count(*) FROM persons").fetchone()
+    assert set(kinds.values()) == {"VIEW"} and "households" in kinds and "points" in kinds
+    record = json.loads((report.run_dir / "run.json").read_text())
+    assert persons[0] == record["outputs"]["analyst_database"]["tables"]["persons"]["rows"] > 19_000
+    # the database is written once the night is in place: a run killed just before gets it back
+    (report.run_dir / "analyst.duckdb").unlink()
+    again = nightly.run(inputs, tmp_path / "state", tmp_path / "out", NIGHTS[0], CFG)
+    assert again.mode == "rerun" and again.unchanged
+    with duckdb.connect(str(report.run_dir / "analyst.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM persons").fetchone()[0] == persons[0]
