@@ -153,7 +153,7 @@ def _write_routed(frame: pl.LazyFrame, rows: int, shard_of: Callable[[int, pl.Da
     for i, offset in enumerate(range(0, max(rows, 1), BATCH_ROWS)):
         batch = shard_of(offset, frame.slice(offset, BATCH_ROWS).collect())
         for (shard,), part in batch.partition_by(SHARD, as_dict=True, include_key=False).items():
-            part.write_parquet(folders[int(shard)] / f"{i:05d}.parquet")
+            part.write_parquet(folders[int(shard)] / f"{i:05d}.parquet", compression="lz4")
     for path in folders:
         if not any(path.iterdir()):
             schema.to_frame().write_parquet(path / "empty.parquet")
