@@ -6,7 +6,9 @@ so a second benchmark session reuses them (the 10M set takes about a minute to g
 counts as complete only once its `manifest.json` records the same residents and seed; a
 half-written folder is generated again. Delete the folder to force a fresh set.
 
-The 1M and 10M fixtures are only requested by benchmarks marked `slow`.
+The 10M fixtures are only requested by benchmarks marked `slow`; the 1M ones run by default (each
+stage at 1M: test_stages.py, test_checks.py), so a default run generates the 1M set once (~15 s)
+when the cache is empty, as in CI.
 """
 
 from __future__ import annotations
@@ -127,7 +129,8 @@ def night(request: pytest.FixtureRequest) -> Night:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """After the benchmark tables: for each group that times a kernel against an alternative, the
-    ratio of their medians (alternative / kernel). Only when benchmarks were measured."""
+    ratio of their medians (alternative / kernel); for each case that records the `rows` it works
+    through, rows per second. Only when benchmarks were measured."""
     session = getattr(terminalreporter.config, "_benchmarksession", None)
     if session is None or session.disabled:
         return
@@ -147,4 +150,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if lines:
         terminalreporter.write_sep("-", "kernel vs alternative (median seconds)")
         for line in lines:
+            terminalreporter.write_line(line)
+    rates = [f"{bench.group} {bench.name}: {bench.stats.median:.3f} s, {bench.extra_info['rows']:,} "
+             f"{bench.extra_info.get('rows_of', 'rows')}, {bench.extra_info['rows'] / bench.stats.median:,.0f} rows/s"
+             for bench in session.benchmarks if bench.stats and bench.extra_info.get("rows")]
+    if rates:
+        terminalreporter.write_sep("-", "rows per second (rows / median)")
+        for line in rates:
             terminalreporter.write_line(line)
