@@ -264,7 +264,7 @@ def _shards(head: state.Version, scanned: dict, requested: int | None) -> int:
     if requested is not None:
         return requested
     residents = scanned["residents"][0].select(pl.len()).collect().item()
-    return sharded.shards_for(residents, sharded.RESIDENTS_PER_SHARD)
+    return sharded.shards_for(residents)
 
 
 def _clean_spill(work_dir: Path) -> None:

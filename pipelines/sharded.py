@@ -47,17 +47,33 @@ from pipelines import nightly
 
 SHARD = "__shard"
 COPY = "__copy"  # an account row also routed to a shard other than its person's first
-RESIDENTS_PER_SHARD = 5_000_000  # a shard's night peaks at ~1.1 GB per million residents
+RESIDENTS_PER_SHARD = 5_000_000  # a 5M-resident shard's night peaks at ~7.5 GB (benchmarks/RESULTS.md)
+BYTES_PER_RESIDENT = 1_500  # a shard's peak memory per resident
 BIRTH_BUCKETS = 16
 BATCH_ROWS = 8_000_000  # rows read at a time when routing inputs  # fuzzy identity runs one birth-date bucket at a time
 ROUTED = ("residents", "accounts", "applications")
 POINTS_ROUTED = ("wallets", "transactions")
 
 
-def shards_for(residents: int, per_shard: int) -> int:
-    """How many shards a night of `residents` rows needs at `per_shard` residents each (0: one
-    piece, the plain night)."""
+def shards_for(residents: int, per_shard: int = RESIDENTS_PER_SHARD, available: int | None = None) -> int:
+    """How many shards a night of `residents` rows needs (0: one piece, the plain night): one per
+    `per_shard` residents, fewer residents per shard when the machine has less memory than a
+    shard's night needs (~1.5 GB per million residents, within half the available memory)."""
+    available = _available_memory() if available is None else available
+    fits = int(available / 2 / BYTES_PER_RESIDENT)
+    per_shard = max(100_000, min(per_shard, fits))
     return 0 if residents <= per_shard else math.ceil(residents / per_shard)
+
+
+def _available_memory() -> int:
+    """MemAvailable of /proc/meminfo (bytes); 16 GB when it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 16 * 2**30
 
 
 def shard_map(residents: pl.LazyFrame, n: int, known: pl.DataFrame) -> pl.DataFrame:

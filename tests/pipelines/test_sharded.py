@@ -153,3 +153,14 @@ def test_a_sharded_night_publishes_views_over_its_parquet(inputs: Path, tmp_path
     assert again.mode == "rerun" and again.unchanged
     with duckdb.connect(str(report.run_dir / "analyst.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM persons").fetchone()[0] == persons[0]
+
+
+def test_the_shard_count_follows_the_register_and_the_memory() -> None:
+    from pipelines.sharded import shards_for
+
+    gb = 2**30
+    assert shards_for(1_000_000, available=20 * gb) == 0  # one piece
+    assert shards_for(10_000_000, available=20 * gb) == 2
+    assert shards_for(125_113_158, available=20 * gb) == 26  # the nation: one shard per 5M
+    assert shards_for(125_113_158, available=6 * gb) == 59  # less memory: shards of 2.1M
+    assert shards_for(1_000_000, available=1 * gb) == 3
