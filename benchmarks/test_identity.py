@@ -1,15 +1,33 @@
-"""The fuzzy identity check on generated nights, and its two kernels against their alternatives.
+"""The fuzzy identity check on generated nights, and its kernels against their alternatives.
 
 Off by default (`--benchmark-disable` in addopts: each case then runs once, as a test). Measure:
 
-    .venv/bin/pytest benchmarks/test_identity.py --benchmark-enable -m ""          # 100k and 1M+
-    .venv/bin/pytest benchmarks/test_identity.py --benchmark-enable -m "not slow"  # 100k only
+    .venv/bin/pytest benchmarks/test_identity.py --benchmark-enable -m ""          # 100k, 1M and 10M
+    .venv/bin/pytest benchmarks/test_identity.py --benchmark-enable -m "not slow"  # 100k and 1M
 
 Inputs come from benchmarks/conftest.py (seeded generator, cached in the system temp folder), run
 up to the checks once per session, so each case times only its stage. `extra_info` records the
 pairs compared and the households held.
 
+Time and peak memory of the whole check, old against new, each in a fresh process (pytest-benchmark
+records no memory, and one process holding both would mix their peaks):
+
+    PYTHONPATH=tests .venv/bin/python benchmarks/test_identity.py --residents 1000000 [--runs 2]
+
+Measured so (2 cores, while other benchmarks ran: load 5 to 7), best run, peak RSS with the
+night's members loaded (435 MiB at 1M, 1.8 GiB at 10M):
+
+    residents  pairs compared  Polars pairs         kernel
+    1M         30,177          3.7 s, 1,008 MiB     2.3 s,   769 MiB
+    10M        2,996,691       48.7 s, 7,262 MiB    28.9 s, 4,962 MiB
+
+identity_keys (the kana normalisation, the same for both) is most of the kernel's time; on the
+10M keys alone, matched_pairs took 12.9 s and +0.8 GiB against the joins' 44.3 s and +3.0 GiB.
+
 Alternatives:
+- The check: the kernel (identity.fuzzy_identities, which walks the blocks and keeps only the
+  matches) against the Polars joins it replaced (tests/identity_reference.py: every candidate
+  pair listed, then scored): 30k pairs at 1M residents, 3.0M at 10M, about 460M at 125M.
 - Jaro-Winkler: Polars has no string-similarity expression, and no combination of its list and
   string expressions reproduces the greedy windowed matching, so the alternative is an exact
   vectorised NumPy formulation over padded code-point matrices (one pass per (i, j) position pair
@@ -20,14 +38,25 @@ Alternatives:
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
 
 from engine import identity, similarity
+from engine.config import ChecksConfig
+from identity_reference import candidate_pairs, matches, reference_matched_pairs
 
 SLOW = pytest.mark.slow
 SIZES = [100_000, pytest.param(1_000_000, marks=SLOW), pytest.param(10_000_000, marks=SLOW)]
+FUZZY_SIZES = [100_000, 1_000_000, pytest.param(10_000_000, marks=SLOW)]
 NUMBA = pytest.mark.benchmark(warmup=True, warmup_iterations=1)
 
 
@@ -110,7 +139,7 @@ SCORES = {
 
 
 def scored(pairs: pl.DataFrame, implementation: str) -> pl.DataFrame:
-    """The three similarities identity.matches computes, by one implementation."""
+    """The three similarities the check computes, by one implementation."""
     score = SCORES[implementation]
     return pl.DataFrame({
         f"{half}similarity": score(pairs[f"{key}_l"], pairs[f"{key}_r"])
@@ -121,20 +150,63 @@ def scored(pairs: pl.DataFrame, implementation: str) -> pl.DataFrame:
 # --- the check's stages ---------------------------------------------------------------------------
 
 
+def fuzzy_identities_polars(members: pl.LazyFrame, cfg: ChecksConfig) -> tuple[pl.DataFrame, int]:
+    """The check as it was before the kernel: every candidate pair listed by Polars joins, scored,
+    filtered, then the same clusters and evidence."""
+    matched, compared = reference_matched_pairs(identity.identity_keys(members).collect(), cfg)
+    return identity.held_households(matched), compared
+
+
+FUZZY = {"kernel": identity.fuzzy_identities, "polars": fuzzy_identities_polars}
+MATCHED = {"kernel": identity.matched_pairs, "polars": reference_matched_pairs}
+
+
+@pytest.fixture(scope="module")
+def results_by_size() -> dict:
+    return {}
+
+
 @NUMBA
-@pytest.mark.parametrize("night", SIZES, indirect=True)
-def test_fuzzy_identities(benchmark, night) -> None:
+@pytest.mark.parametrize("implementation", list(FUZZY))
+@pytest.mark.parametrize("night", FUZZY_SIZES, indirect=True)
+def test_fuzzy_identities(benchmark, night, implementation: str, results_by_size: dict) -> None:
     benchmark.group = f"fuzzy_identities|{night.residents}"
-    held, compared = benchmark(identity.fuzzy_identities, night.members.lazy(), night.cfg.checks)
-    benchmark.extra_info.update(pairs_compared=compared, households_held=held.height)
+    held, compared = benchmark(FUZZY[implementation], night.members.lazy(), night.cfg.checks)
+    benchmark.extra_info.update(implementation=implementation, pairs_compared=compared, households_held=held.height)
     assert compared > 0 and 0 < held.height < night.resolved.height / 100
+    # both implementations give the same holds and the same count (whichever ran first)
+    first = results_by_size.setdefault(("fuzzy", night.residents), (held, compared))
+    assert first[1] == compared and first[0].equals(held)
+
+
+@pytest.fixture(scope="module")
+def keys_by_size() -> dict:
+    return {}
+
+
+@NUMBA
+@pytest.mark.parametrize("implementation", list(MATCHED))
+@pytest.mark.parametrize("night", FUZZY_SIZES, indirect=True)
+def test_matched_pairs(benchmark, night, implementation: str, keys_by_size: dict, results_by_size: dict) -> None:
+    """Blocking and scoring alone, on identity keys built once (identity_keys, the kana
+    normalisation, is about half of the whole check and the same for both)."""
+    if night.residents not in keys_by_size:
+        keys_by_size[night.residents] = identity.identity_keys(night.members.lazy()).collect()
+    keys = keys_by_size[night.residents]
+    benchmark.group = f"matched_pairs|{night.residents}"
+    matched, compared = benchmark(MATCHED[implementation], keys, night.cfg.checks)
+    benchmark.extra_info.update(implementation=implementation, pairs_compared=compared, pairs_matched=matched.height)
+    assert compared > matched.height > 0
+    first = results_by_size.setdefault(("matched", night.residents), (matched, compared))
+    assert first[1] == compared and first[0].equals(matched)
 
 
 @pytest.mark.parametrize("night", SIZES, indirect=True)
 def test_candidate_pairs(benchmark, night) -> None:
+    """Listing every candidate pair, as the Polars implementation does (the kernel never does)."""
     benchmark.group = f"candidate_pairs|{night.residents}"
     keys = identity.identity_keys(night.members.lazy())
-    pairs = benchmark(lambda: identity.candidate_pairs(keys).collect())
+    pairs = benchmark(lambda: candidate_pairs(keys).collect())
     benchmark.extra_info.update(pairs_compared=pairs.height, eligible_members=int(night.members["is_eligible"].sum()))
     assert pairs.height > 0
     assert (pairs["person_key_l"] < pairs["person_key_r"]).all()
@@ -147,7 +219,7 @@ def candidate_pairs_by_size() -> dict:
 
 def pairs_of(night, cache: dict) -> pl.DataFrame:
     if night.residents not in cache:
-        cache[night.residents] = identity.candidate_pairs(identity.identity_keys(night.members.lazy())).collect()
+        cache[night.residents] = candidate_pairs(identity.identity_keys(night.members.lazy())).collect()
     return cache[night.residents]
 
 
@@ -183,7 +255,7 @@ def test_components(benchmark, night, edges: str, implementation: str, candidate
                     "10 minutes without finishing its rounds (the kernel takes 1.6 s)")
     pairs = pairs_of(night, candidate_pairs_by_size)
     if edges == "matched":
-        pairs = identity.matches(pairs, night.cfg.checks)
+        pairs = matches(pairs, night.cfg.checks)
     left, right = pairs["person_key_l"], pairs["person_key_r"]
     nodes = pl.concat([left, right]).unique().sort()
     benchmark.group = f"components_{edges}_pairs|{night.residents}"
@@ -212,3 +284,62 @@ def test_components_polars_agrees_with_the_kernel() -> None:
     assert labels.to_list() == similarity.components(nodes, left, right).to_list() == [1, 1, 1, 4, 5, 5, 1]
     assert rounds >= 3  # 7 → 3 → 2 → 1 is a path: one hop per round
 
+
+
+# --- old against new, time and peak memory, by hand ------------------------------------------------
+
+
+def peak_rss_mib() -> int:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited through fork)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) // 1024
+
+
+def measured(members_path: Path, implementation: str, runs: int) -> dict:
+    """Run one implementation `runs` times on saved members, in this process; its figures."""
+    members = pl.read_parquet(members_path)
+    loaded = peak_rss_mib()
+    seconds, cpu_seconds = [], []
+    for _ in range(runs):
+        began, began_cpu = time.perf_counter(), time.process_time()
+        held, compared = FUZZY[implementation](members.lazy(), ChecksConfig())
+        seconds.append(time.perf_counter() - began)
+        cpu_seconds.append(time.process_time() - began_cpu)
+    held.write_parquet(members_path.with_name(f"held-{implementation}.parquet"))
+    return {"implementation": implementation, "seconds": [round(s, 2) for s in seconds],
+            "cpu_seconds": [round(s, 2) for s in cpu_seconds],
+            "peak_rss_mib": peak_rss_mib(), "members_loaded_rss_mib": loaded, "pairs_compared": compared,
+            "households_held": held.height}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="fuzzy_identities old (Polars pairs) against new (kernel)")
+    parser.add_argument("--residents", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--child", choices=list(FUZZY), help=argparse.SUPPRESS)
+    parser.add_argument("--members", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measured(args.members, args.child, args.runs)))
+        return
+    import conftest  # benchmarks/conftest.py: the cached inputs and the night up to the checks
+
+    folder = Path(tempfile.mkdtemp(prefix="kyufu-identity-"))
+    members_path = folder / "members.parquet"
+    night = conftest.night_up_to_checks(conftest.cached_inputs(args.residents), args.residents)
+    night.members.write_parquet(members_path)
+    del night
+    figures = {}
+    for implementation in ("polars", "kernel"):
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", implementation, "--members", str(members_path),
+             "--runs", str(args.runs)], check=True, capture_output=True, text=True)
+        figures[implementation] = json.loads(child.stdout.splitlines()[-1])
+        print(json.dumps(figures[implementation]))
+    same = pl.read_parquet(folder / "held-polars.parquet").equals(pl.read_parquet(folder / "held-kernel.parquet"))
+    print(f"same holds and evidence: {same}; "
+          f"same pairs compared: {figures['polars']['pairs_compared'] == figures['kernel']['pairs_compared']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,9 @@
 """engine/identity.py on tiny literal registers: blocking, thresholds, clusters, evidence.
 
 Members are built the way pipelines/nightly.py builds them: register rows (with their person_key)
-through entitle.eligible_members.
+through entitle.eligible_members. The blocking tests read the pairs the engine compares by
+matching every compared pair (EVERY_PAIR), and check them against the candidate pairs of
+tests/identity_reference.py; tests/engine/test_identity_kernel.py compares the two at scale.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import pytest
 
 from engine import entitle, identity
 from engine.config import BenefitConfig, ChecksConfig
+from identity_reference import candidate_pairs, reference_matched_pairs
 
 # the near-identical mode these tests exercise (the defaults are stricter: see
 # test_the_default_thresholds_match_normalised_equal_names_only)
 CFG = ChecksConfig(fuzzy_name_min_similarity=0.90, fuzzy_part_min_similarity=0.80)
+# thresholds of zero (below what ChecksConfig accepts): every compared pair is a match
+EVERY_PAIR = ChecksConfig.model_construct(fuzzy_name_min_similarity=0.0, fuzzy_part_min_similarity=0.0)
 BIRTH = date(1970, 7, 7)
 
 
@@ -39,7 +44,12 @@ def members(*rows: dict) -> pl.LazyFrame:
 
 
 def pairs_of(*rows: dict) -> set[tuple[int, int]]:
-    found = identity.candidate_pairs(identity.identity_keys(members(*rows))).collect()
+    """The pairs the engine compares (all of them match EVERY_PAIR), checked against the reference."""
+    keys = identity.identity_keys(members(*rows)).collect()
+    found, compared = identity.matched_pairs(keys, EVERY_PAIR)
+    expected = candidate_pairs(keys.lazy()).collect()
+    assert compared == found.height == expected.height
+    assert found.select("person_key_l", "person_key_r").rows() == expected.select("person_key_l", "person_key_r").rows()
     return set(found.select("person_key_l", "person_key_r").iter_rows())
 
 
@@ -106,8 +116,9 @@ def test_ineligible_members_are_not_compared() -> None:
 
 
 def test_a_pair_in_both_blocks_is_listed_once_left_key_first() -> None:
-    found = identity.candidate_pairs(identity.identity_keys(members(
-        person(5, 1, "ヤマダ", "タロウ"), person(3, 2, "ヤマダ", "タロウ")))).collect()
+    keys = identity.identity_keys(members(person(5, 1, "ヤマダ", "タロウ"), person(3, 2, "ヤマダ", "タロウ"))).collect()
+    found, compared = identity.matched_pairs(keys, EVERY_PAIR)
+    assert compared == 1
     assert found.select("person_key_l", "person_key_r").rows() == [(3, 5)]
     assert "my_number_l" not in found.columns and "my_number_r" not in found.columns
 
@@ -116,45 +127,55 @@ def test_a_pair_in_both_blocks_is_listed_once_left_key_first() -> None:
 
 
 def scored(family_l: str, given_l: str, family_r: str, given_r: str) -> pl.DataFrame:
-    """One candidate pair, with the key columns matches() reads."""
+    """Identity keys of two persons born the same day in two households, sharing a name half
+    (so that a block meets them): person 1 named family_l + given_l, person 2 the other."""
     return pl.DataFrame({
-        "person_key_l": [1], "person_key_r": [2],
-        "family_key_l": [family_l], "given_key_l": [given_l], "name_key_l": [family_l + given_l],
-        "family_key_r": [family_r], "given_key_r": [given_r], "name_key_r": [family_r + given_r],
+        "person_key": [1, 2], "my_number": [901, 902], "household_id": [1, 2], "birth_date": [BIRTH, BIRTH],
+        "sex": ["M", "M"], "family_key": [family_l, family_r], "given_key": [given_l, given_r],
+        "name_key": [family_l + given_l, family_r + given_r],
     })
 
 
+def matches(keys: pl.DataFrame, cfg: ChecksConfig) -> pl.DataFrame:
+    """identity.matched_pairs' matches, checked against the reference's scoring."""
+    found, compared = identity.matched_pairs(keys, cfg)
+    assert compared == 1
+    expected, _ = reference_matched_pairs(keys, cfg)
+    assert found.equals(expected)
+    return found
+
+
 def test_one_letter_typo_matches() -> None:
-    found = identity.matches(scored("ﾔﾏﾀﾞ", "ﾀﾛｳ", "ﾔﾏﾀﾞ", "ﾀﾛ"), CFG)
+    found = matches(scored("ﾔﾏﾀﾞ", "ﾀﾛｳ", "ﾔﾏﾀﾞ", "ﾀﾛ"), CFG)
     assert found.height == 1
     assert found["similarity"][0] >= CFG.fuzzy_name_min_similarity
 
 
 def test_shared_family_name_alone_does_not_match() -> None:
     # ゴトウ リ and ゴトウ ナリコ: the whole name scores 0.94, the given names 0.56
-    found = identity.matches(scored("ｺﾞﾄｳ", "ﾘ", "ｺﾞﾄｳ", "ﾅﾘｺ"), CFG)
+    found = matches(scored("ｺﾞﾄｳ", "ﾘ", "ｺﾞﾄｳ", "ﾅﾘｺ"), CFG)
     assert found.is_empty()
 
 
 def test_shared_given_name_alone_does_not_match() -> None:
     # イノ ジュンイチロウ and オノ ジュンイチロウ: the whole name scores 0.93, the family names 0.67
-    assert identity.matches(scored("ｲﾉ", "ｼﾞﾕﾝｲﾁﾛｳ", "ｵﾉ", "ｼﾞﾕﾝｲﾁﾛｳ"), CFG).is_empty()
+    assert matches(scored("ｲﾉ", "ｼﾞﾕﾝｲﾁﾛｳ", "ｵﾉ", "ｼﾞﾕﾝｲﾁﾛｳ"), CFG).is_empty()
     loose = CFG.model_copy(update={"fuzzy_part_min_similarity": 0.6})
-    assert identity.matches(scored("ｲﾉ", "ｼﾞﾕﾝｲﾁﾛｳ", "ｵﾉ", "ｼﾞﾕﾝｲﾁﾛｳ"), loose).height == 1
+    assert matches(scored("ｲﾉ", "ｼﾞﾕﾝｲﾁﾛｳ", "ｵﾉ", "ｼﾞﾕﾝｲﾁﾛｳ"), loose).height == 1
 
 
 def test_thresholds_are_inclusive() -> None:
     pair = scored("ﾔﾏﾀﾞ", "ﾀﾛｳ", "ﾔﾏﾀﾞ", "ﾀﾛ")
-    first = identity.matches(pair, ChecksConfig(fuzzy_name_min_similarity=0.5, fuzzy_part_min_similarity=0.0))
+    first = matches(pair, ChecksConfig(fuzzy_name_min_similarity=0.5, fuzzy_part_min_similarity=0.0))
     at = {"fuzzy_name_min_similarity": first["similarity"][0],
           "fuzzy_part_min_similarity": min(first["family_similarity"][0], first["given_similarity"][0])}
-    assert identity.matches(pair, ChecksConfig(**at)).height == 1
+    assert matches(pair, ChecksConfig(**at)).height == 1
     above = {**at, "fuzzy_name_min_similarity": min(1.0, at["fuzzy_name_min_similarity"] + 1e-9)}
-    assert identity.matches(pair, ChecksConfig(**above)).is_empty()
+    assert matches(pair, ChecksConfig(**above)).is_empty()
 
 
 def test_stranger_with_the_same_given_name_does_not_match() -> None:
-    assert identity.matches(scored("ﾔﾏﾀﾞ", "ﾊﾅｺ", "ｽｽﾞｷ", "ﾊﾅｺ"), CFG).is_empty()
+    assert matches(scored("ﾔﾏﾀﾞ", "ﾊﾅｺ", "ｽｽﾞｷ", "ﾊﾅｺ"), CFG).is_empty()
 
 
 # --- clusters and evidence --------------------------------------------------------------------------
@@ -231,8 +252,8 @@ def keyed(family_l: str, given_l: str, family_r: str, given_r: str) -> pl.DataFr
 def test_the_default_thresholds_match_normalised_equal_names_only() -> None:
     strict = ChecksConfig()
     # the spellings the register produces for one name (long vowel, small kana, voicing) agree
-    assert identity.matches(keyed("コマツ", "ユー", "コマツ", "ユウ"), strict).height == 1
-    assert identity.matches(keyed("タカミ", "クキ", "タカミ", "グキ"), strict).height == 1
-    assert identity.matches(keyed("ヤマダ", "キョウコ", "ヤマダ", "キヨウコ"), strict).height == 1
+    assert matches(keyed("コマツ", "ユー", "コマツ", "ユウ"), strict).height == 1
+    assert matches(keyed("タカミ", "クキ", "タカミ", "グキ"), strict).height == 1
+    assert matches(keyed("ヤマダ", "キョウコ", "ヤマダ", "キヨウコ"), strict).height == 1
     # a different letter is a different person at national scale (near collisions abound)
-    assert identity.matches(keyed("オオツカ", "ハルスミ", "オオツカ", "テルスミ"), strict).is_empty()
+    assert matches(keyed("オオツカ", "ハルスミ", "オオツカ", "テルスミ"), strict).is_empty()
