@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -337,6 +338,7 @@ def main() -> None:
         figures[implementation] = json.loads(child.stdout.splitlines()[-1])
         print(json.dumps(figures[implementation]))
     same = pl.read_parquet(folder / "held-polars.parquet").equals(pl.read_parquet(folder / "held-kernel.parquet"))
+    shutil.rmtree(folder)
     print(f"same holds and evidence: {same}; "
           f"same pairs compared: {figures['polars']['pairs_compared'] == figures['kernel']['pairs_compared']}")
 
