@@ -22,8 +22,15 @@ person_key (a counter kept forever), so a person's cap lives in one shard.
 
 The state keeps each household-keyed table as one part per shard (engine/state.py); the
 commit is still the one atomic replacement of CURRENT, so a killed national night leaves the
-state as it was. Peak memory is the largest of: one shard's night, the person-key pass
-(~24 bytes per resident) and one birth-date bucket of the fuzzy identity check.
+state as it was. Peak memory is the largest of: one shard's night (~1.5 GB per million
+residents), the global passes (a few sorted NumPy columns of the nation, 8 bytes per resident
+each) and one birth-date bucket of the fuzzy identity check.
+
+Where a sharded night can differ from the night in one piece (tests/pipelines/test_sharded.py
+finds them equal on generated nights): a wallet registered by two people goes with its first
+owner, so the second owner's other wallets do not see it; a household whose register rows name
+municipalities of different shards stops the night with an error naming them (a household is
+registered in one municipality).
 """
 
 from __future__ import annotations
@@ -49,8 +56,8 @@ SHARD = "__shard"
 COPY = "__copy"  # an account row also routed to a shard other than its person's first
 RESIDENTS_PER_SHARD = 5_000_000  # a 5M-resident shard's night peaks at ~7.5 GB (benchmarks/RESULTS.md)
 BYTES_PER_RESIDENT = 1_500  # a shard's peak memory per resident
-BIRTH_BUCKETS = 16
-BATCH_ROWS = 8_000_000  # rows read at a time when routing inputs  # fuzzy identity runs one birth-date bucket at a time
+BIRTH_BUCKETS = 16  # fuzzy identity runs one birth-date bucket at a time
+BATCH_ROWS = 8_000_000  # rows read at a time when routing inputs
 ROUTED = ("residents", "accounts", "applications")
 POINTS_ROUTED = ("wallets", "transactions")
 
