@@ -191,10 +191,9 @@ def _rows(frame: pl.LazyFrame) -> int:
     return frame.select(pl.len()).collect().item()
 
 
-def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path) -> tuple[list[dict], dict]:
+def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path) -> list[dict]:
     """Residents, accounts and applications split into shards (module doc); each shard's
-    `scanned` dict as nightly reads it (ROW and format flags carried), and the households'
-    shards (sorted household ids, their shards) for the later passes."""
+    `scanned` dict as nightly reads it (ROW and format flags carried)."""
     residents = scanned["residents"][0]
     rows = _rows(residents)
     # a household goes where its first row (the head first) is registered, as entitle reads it
@@ -246,18 +245,17 @@ def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path
         applications, len(app_shard),
         lambda offset, b: b.with_columns(pl.Series(SHARD, app_shard[offset:offset + b.height])),
         work / "routed" / "applications", n)
-    inputs = [
+    return [
         {**{name: (_scan(folders[name][shard]), scanned[name][1]) for name in ROUTED},
          **{name: scanned[name] for name in scanned if name not in ROUTED and name not in POINTS_ROUTED}}
         for shard in range(n)
     ]
-    return inputs, {"home_ids": home_ids, "home_shards": home_shards}
 
 
 @dataclass
 class People:
-    """Every valid resident's person: sorted My Numbers, their person_key, died_on (days) and
-    the first register row (the order keys are given in)."""
+    """Every valid resident's person: the My Numbers, sorted, and their person_keys (the
+    lookup that routes wallets to their owner's points shard)."""
 
     numbers: np.ndarray
     keys: np.ndarray
@@ -429,7 +427,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
 
     stages.start("route")
     municipalities = shard_map(scanned["residents"][0], n, base.table("shard_map"))
-    inputs, _ = route_inputs(scanned, n, municipalities, work)
+    inputs = route_inputs(scanned, n, municipalities, work)
     views = [ShardView(base, k, municipalities.filter(pl.col("shard") == k).select("municipality_code"))
              for k in range(n)]
     reports = [nightly.RunReport(run_date=run_date, run_dir=report.run_dir) for _ in range(n)]
