@@ -160,7 +160,7 @@ def generate_measured(residents: int, seed: int, out: Path) -> dict:
 
 
 def night_measured(inputs: Path, workdir: Path, run_date: date, max_minutes: float, max_rss_gb: float,
-                   shards: int | None = None) -> dict:
+                   shards: int | None = None, keep: bool = False) -> dict:
     folder = workdir / "night"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -180,7 +180,8 @@ def night_measured(inputs: Path, workdir: Path, run_date: date, max_minutes: flo
         result["state_bytes"] = sum(p.stat().st_size for p in (folder / "state").rglob("*") if p.is_file())
     else:
         result["stage_reached"] = _current_stage(log)
-    shutil.rmtree(folder, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)
     return result
 
 
@@ -345,6 +346,8 @@ def main() -> None:
     parser.add_argument("--measure-generator", action="store_true",
                         help="generate a fresh input set into WORKDIR to time the generator")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the last night's state and outputs in WORKDIR/night (for check_national.py)")
     parser.add_argument("--max-minutes", type=float, default=20.0)
     parser.add_argument("--max-rss-gb", type=float, default=20.0)
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -379,7 +382,8 @@ def main() -> None:
     nights = []
     for k in range(args.runs):
         say(f"night {k + 1}/{args.runs} on {inputs}")
-        result = night_measured(inputs, workdir, RUN_DATE, args.max_minutes, args.max_rss_gb, args.shards)
+        result = night_measured(inputs, workdir, RUN_DATE, args.max_minutes, args.max_rss_gb, args.shards,
+                                keep=args.keep and k == args.runs - 1)
         say(f"  {result['seconds']:.1f} s, peak {_gb(result['tree_peak_bytes'])} GB, exit {result['exit_code']}, "
             f"stages {result.get('stage_seconds')}, stopped {result['stopped']}")
         nights.append(result)

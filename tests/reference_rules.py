@@ -32,13 +32,20 @@ def _check_digit_ok(column: str) -> str:
 def reference_households(inputs: Path, run_date: date, basis: date = date(2020, 4, 27),
                          amount_yen: int = 100_000) -> pl.DataFrame:
     """household_id, entitled_yen, has_account for every household with a valid member."""
+    con = duckdb.connect()
+    return con.sql(households_sql(con, inputs, run_date, basis, amount_yen)).pl()
+
+
+def households_sql(con: duckdb.DuckDBPyConnection, inputs: Path, run_date: date, basis: date = date(2020, 4, 27),
+                   amount_yen: int = 100_000) -> str:
+    """The query of reference_households (the reference tables registered on `con`), for a
+    caller that runs it with its own settings (benchmarks/check_national.py, at 125M)."""
     from engine import reference  # reference data only: bank master and municipality codes
 
-    con = duckdb.connect()
     con.register("banks", reference.branches().to_arrow())
     con.register("municipalities", reference.municipalities().to_arrow())
     d, b = f"DATE '{run_date}'", f"DATE '{basis}'"
-    sql = f"""
+    return f"""
     WITH raw AS (SELECT DISTINCT my_number, household_id, is_head, family_name_kana, given_name_kana,
                         birth_date, sex, municipality_code, registered_on, moved_out_on, died_on
                  FROM read_parquet({_source(inputs, 'residents')})),
@@ -94,4 +101,3 @@ def reference_households(inputs: Path, run_date: date, basis: date = date(2020, 
     FROM households h LEFT JOIN payee p USING (household_id)
     ORDER BY h.household_id
     """
-    return con.sql(sql).pl()
