@@ -85,7 +85,8 @@ def evaluation(run_dir: Path, state_dir: Path, inputs_dir: Path) -> pl.DataFrame
     with duckdb.connect(str(database), read_only=True) as con:
         holds = con.sql("SELECT household_id, unnest(hold_reasons) AS reason FROM holds").pl()
         rejects = con.sql("SELECT dataset, row_number, reason, household_id FROM rejects").pl()
-        persons = con.sql("SELECT person_key, not_eligible_reason FROM persons").pl()
+        persons = con.sql("SELECT person_key, not_eligible_reason FROM persons "
+                          "WHERE not_eligible_reason IS NOT NULL").pl()
         households = con.sql("SELECT household_id, status FROM households").pl()
         payouts = con.sql("SELECT household_id FROM payouts").pl()
 
@@ -125,7 +126,8 @@ def evaluation(run_dir: Path, state_dir: Path, inputs_dir: Path) -> pl.DataFrame
             rows.append(_score(check, "wallet hold", arrived, flagged))
     # a household applying twice with one account is paid, once
     twice = truth_of("duplicate_application_same_account")
-    paid = set(households.filter(pl.col("status") == "paid")["household_id"].to_list())
-    paid_once = {h for h, n in payouts.group_by("household_id").len().iter_rows() if n == 1} & paid
-    rows.append(_score("paid_once", "paid", twice, paid_once & twice))
+    among_twice = pl.col("household_id").is_in(pl.Series(sorted(twice), dtype=pl.Int64).implode())
+    once = payouts.filter(among_twice).group_by("household_id").len().filter(pl.col("len") == 1)
+    paid_once = households.filter((pl.col("status") == "paid") & among_twice).join(once, on="household_id", how="semi")
+    rows.append(_score("paid_once", "paid", twice, set(paid_once["household_id"].to_list())))
     return pl.DataFrame(rows, schema=EVALUATION)
