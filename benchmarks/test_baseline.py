@@ -28,7 +28,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from engine import entitle, ingest, points, schemas, validate
+from engine import entitle, ingest, point_checks, points, schemas, validate
 from engine.config import RunConfig
 from pipelines import nightly
 
@@ -171,10 +171,10 @@ def engine_points(inputs: Path, persons: pl.LazyFrame, run_date: date = RUN_DATE
     """nightly._points' computation on a fresh state: checks, holds, grants, the next state."""
     scanned = {c.name: ingest.scan(c, inputs)[0] for c in (schemas.WALLETS, schemas.TRANSACTIONS, schemas.SERVICES)}
     wallets = scanned["wallets"]
-    checked = points.checked_transactions(scanned["transactions"], wallets, run_date).collect().lazy()
-    holds = points.wallet_holds(wallets, checked, persons, run_date,
-                                min_refund_cycles=CFG.mynapoint.min_refund_cycles,
-                                min_refunded_percent=CFG.mynapoint.min_refunded_percent)
+    checked = point_checks.checked_transactions(scanned["transactions"], wallets, run_date).collect().lazy()
+    holds = point_checks.wallet_holds(wallets, checked, persons, run_date,
+                                      min_refund_cycles=CFG.mynapoint.min_refund_cycles,
+                                      min_refunded_percent=CFG.mynapoint.min_refunded_percent)
     night = points.points_night(checked, wallets, scanned["services"], persons, points.empty_points_state(),
                                 holds, CFG.mynapoint, run_date)
     return night._replace(state=points.PointsState(*pl.collect_all(list(night.state))))

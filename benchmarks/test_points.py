@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine import kernels, points
+from engine import kernels, point_checks, points
 from engine.config import MynapointConfig
 
 SEED = 0
@@ -97,8 +97,8 @@ def synthetic_inputs(n_transactions: int, seed: int = SEED) -> Inputs:
 def points_stage(data: Inputs, run_date: date = RUN) -> points.PointsNight:
     """The whole stage for one night from an empty state: validate, holds, grants, new state."""
     wallets, persons = data.wallets.lazy(), data.persons.lazy()
-    checked = points.checked_transactions(data.transactions.lazy(), wallets, run_date).collect().lazy()
-    holds = points.wallet_holds(wallets, checked, persons, run_date)
+    checked = point_checks.checked_transactions(data.transactions.lazy(), wallets, run_date).collect().lazy()
+    holds = point_checks.wallet_holds(wallets, checked, persons, run_date)
     night = points.points_night(checked, wallets, data.services.lazy(), persons, points.empty_points_state(),
                                 holds, CFG, run_date)
     return night._replace(state=points.PointsState(*pl.collect_all(list(night.state))))

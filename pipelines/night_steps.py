@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from engine import ledger, outputs, payout, points, settlement, standing, state
+from engine import ledger, outputs, payout, point_checks, points, settlement, standing, state
 from engine.config import RunConfig
 from engine.errors import InputError
 from engine.ingest import ROW
@@ -34,14 +34,15 @@ def sink(lf: pl.LazyFrame, path: Path, dataset: str | None = None) -> pl.LazyFra
 def mynapoint_night(scanned, persons: pl.LazyFrame, base: state.Version, decisions: pl.DataFrame, plan,
             staging: Path, work: Path, run_date: date, cfg: RunConfig, report: RunReport) -> dict:
     """The Mynapoint night: checks, wallet holds, grants and clawbacks, provider settlement
-    files, ledger lines, state tables and analyst tables (engine/points.py, engine/settlement.py)."""
+    files, ledger lines, state tables and analyst tables (engine/point_checks.py, engine/points.py,
+    engine/settlement.py)."""
     wallets, services = scanned["wallets"][0], scanned["services"][0].collect()
-    checked = sink(points.checked_transactions(scanned["transactions"][0], wallets, run_date),
+    checked = sink(point_checks.checked_transactions(scanned["transactions"][0], wallets, run_date),
                     work / "06_points" / "transactions.parquet", "transactions")
-    holds_tonight = points.wallet_holds(wallets, checked, persons, run_date,
-                                        min_refund_cycles=cfg.mynapoint.min_refund_cycles,
-                                        min_refunded_percent=cfg.mynapoint.min_refunded_percent)
-    in_force = points.holds_in_force(holds_tonight, decisions, run_date)
+    holds_tonight = point_checks.wallet_holds(wallets, checked, persons, run_date,
+                                              min_refund_cycles=cfg.mynapoint.min_refund_cycles,
+                                              min_refunded_percent=cfg.mynapoint.min_refunded_percent)
+    in_force = point_checks.holds_in_force(holds_tonight, decisions, run_date)
     prior = points.PointsState(base.scan("points_transactions"), base.scan("points_refunds"),
                                base.scan("points_persons"))
     night = points.points_night(checked, wallets, services.lazy(), persons, prior, in_force, cfg.mynapoint,

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from engine import points, settlement
+from engine import point_checks, points, settlement
 from engine.config import MynapointConfig
 from points_reference import PointsReference
 
@@ -266,7 +266,7 @@ def test_checked_transactions_reject_with_reasons_and_details_without_my_numbers
         (11, 20, at("2022-02-01 00:00"), "purchase", 100),  # pending on RUN
         (12, 20, None, "purchase", 100),  # missing_value
     )
-    checked = points.checked_transactions(tx, WALLETS, RUN).collect()
+    checked = point_checks.checked_transactions(tx, WALLETS, RUN).collect()
     assert checked.select("transaction_id", "reject_reason").rows() == [
         (1, None), (1, "duplicate_key"), (2, "amount_not_positive"), (3, "invalid_value"),
         (4, "unknown_wallet"), (5, "missing_value"), (6, "unknown_refunded_transaction"),
@@ -280,7 +280,7 @@ def test_checked_transactions_reject_with_reasons_and_details_without_my_numbers
     assert details[5] == "refund without refund_of"
     text = " ".join(checked["detail"].drop_nulls())
     assert all(str(n) not in text for n in (ALICE, BOB, CAROL))
-    assert set(checked["reject_reason"].drop_nulls()) <= set(points.TRANSACTION_REJECT_REASONS)
+    assert set(checked["reject_reason"].drop_nulls()) <= set(point_checks.TRANSACTION_REJECT_REASONS)
     # rejected and pending rows earn nothing
     result = night(tx)
     assert changes(result) == {1: (2_500, "earned"), 8: (-1_500, "clawback")}
@@ -303,8 +303,8 @@ def test_wallet_holds_find_shared_second_wallets_and_refund_cycling() -> None:
     clean = [(200, 20, at("2020-11-01 10:00"), "charge", 5_000),  # one cycle only
              (201, 20, at("2020-11-02 10:00"), "refund", 5_000, 200),
              (202, 20, at("2020-11-03 10:00"), "charge", 5_000)]
-    tx = points.checked_transactions(transactions(*cycling, *clean), wallets, RUN)
-    holds = points.wallet_holds(wallets, tx, persons, RUN)
+    tx = point_checks.checked_transactions(transactions(*cycling, *clean), wallets, RUN)
+    holds = point_checks.wallet_holds(wallets, tx, persons, RUN)
     assert holds.select("wallet_id", "person_key", "reasons").rows() == [
         (10, 1, ["refund_cycling"]),
         (20, 2, ["second_wallet"]),
@@ -318,9 +318,9 @@ def test_wallet_holds_find_shared_second_wallets_and_refund_cycling() -> None:
                             "person_key 2 links 2 wallets (20, 30)")
     assert holds["hold_id"].to_list() == ["HP-10", "HP-20", "HP-30", "HP-40", "HP-41"]
     assert all(str(n) not in " ".join(holds["evidence"]) for n in (ALICE, BOB, CAROL))
-    fewer = points.wallet_holds(wallets, tx, persons, date(2020, 11, 2))  # two cycles by then
+    fewer = point_checks.wallet_holds(wallets, tx, persons, date(2020, 11, 2))  # two cycles by then
     assert 10 not in fewer["wallet_id"].to_list()
-    stricter = points.wallet_holds(wallets, tx, persons, RUN, min_refund_cycles=4)
+    stricter = point_checks.wallet_holds(wallets, tx, persons, RUN, min_refund_cycles=4)
     assert 10 not in stricter["wallet_id"].to_list()
 
 
@@ -331,8 +331,8 @@ def test_holds_in_force_drop_the_released_ones_and_keep_the_denied() -> None:
         "decision": ["release", "deny", "release", "deny", "release"],
         "decided_on": [date(2020, 12, 1), date(2020, 12, 1), date(2020, 11, 1), date(2020, 12, 2), date(2021, 1, 5)],
     })
-    assert points.holds_in_force(holds, decisions, date(2020, 12, 31))["wallet_id"].to_list() == [20, 30, 40]
-    assert points.holds_in_force(holds, decisions, date(2021, 1, 31))["wallet_id"].to_list() == [20, 30]
+    assert point_checks.holds_in_force(holds, decisions, date(2020, 12, 31))["wallet_id"].to_list() == [20, 30, 40]
+    assert point_checks.holds_in_force(holds, decisions, date(2021, 1, 31))["wallet_id"].to_list() == [20, 30]
 
 
 # ---- generated samples, several nights, against the reference --------------------------------------
@@ -366,8 +366,8 @@ def persons_as_of(persons: pl.DataFrame, run_date: date) -> pl.LazyFrame:
 def run_night(data: dict, run_date: date, state: points.PointsState) -> tuple[points.PointsNight, pl.DataFrame]:
     wallets = data["wallets"].lazy()
     persons = persons_as_of(data["persons"], run_date)
-    checked = points.checked_transactions(data["transactions"].lazy(), wallets, run_date)
-    holds = points.wallet_holds(wallets, checked, persons, run_date)
+    checked = point_checks.checked_transactions(data["transactions"].lazy(), wallets, run_date)
+    holds = point_checks.wallet_holds(wallets, checked, persons, run_date)
     result = points.points_night(checked, wallets, data["services"].lazy(), persons, state, holds, CFG, run_date)
     return result._replace(state=points.PointsState(*(f.collect().lazy() for f in result.state))), holds
 
@@ -445,9 +445,9 @@ def test_a_night_run_group_of_persons_by_group_gives_the_same_result(nights, gen
     result, _, _, state = nights[2]
     run_date = NIGHTS[2]
     wallets, persons = generated["wallets"].lazy(), persons_as_of(generated["persons"], run_date)
-    checked = points.checked_transactions(generated["transactions"].lazy(), wallets, run_date)
-    holds = points.wallet_holds(wallets, checked, persons, run_date)
-    owners = points.wallet_owners(wallets, persons)
+    checked = point_checks.checked_transactions(generated["transactions"].lazy(), wallets, run_date)
+    holds = point_checks.wallet_holds(wallets, checked, persons, run_date)
+    owners = point_checks.wallet_owners(wallets, persons)
     grants = []
     for group in range(3):
         ids = owners.filter(pl.col("person_key").fill_null(0) % 3 == group).select("wallet_id")
