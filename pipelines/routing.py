@@ -1,0 +1,260 @@
+"""Routing for the national night (pipelines/sharded.py): which shard each input row goes to,
+and the passes over the whole nation that decide it, on sorted NumPy columns (a few bytes per
+resident) rather than hash tables of the nation.
+
+    route_inputs   residents by household → the shard of its municipality; accounts by My
+                   Number (the shard of the person's first registration, and a copy to every
+                   other shard where the person is registered); applications by household
+    person_keys    My Number → person_key for the nation (kept forever), each shard's keys, and
+                   the persons of each points shard (person_key % n)
+    route_points   wallets by their owner's points shard, transactions by their wallet's
+
+Every copy of a duplicated application, wallet or transaction id goes with its first copy, so
+that each shard's duplicate rules see them together. Inputs are routed batch by batch
+(BATCH_ROWS), each shard's rows written in row order.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from engine.ingest import ROW
+
+SHARD = "__shard"
+COPY = "__copy"  # an account row also routed to a shard other than its person's first
+BATCH_ROWS = 8_000_000  # rows read at a time when routing inputs
+ROUTED = ("residents", "accounts", "applications")
+POINTS_ROUTED = ("wallets", "transactions")
+
+
+def column(frame: pl.LazyFrame, expr: pl.Expr) -> np.ndarray:
+    """One column of every row, in row order, as a NumPy array (the global passes keep a few of
+    these, 1 GB per 125M Int64 values, rather than hash tables of the whole nation)."""
+    return frame.select(expr).collect().to_series().to_numpy()
+
+
+def lookup(sorted_keys: np.ndarray, values: np.ndarray, keys: np.ndarray, default: int) -> np.ndarray:
+    """values[i] where sorted_keys[i] == key, else `default` (a sorted-array join)."""
+    if not len(sorted_keys):
+        return np.full(len(keys), default, dtype=values.dtype)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[pos] == keys, values[pos], default).astype(values.dtype)
+
+
+def groups_of(keys: np.ndarray, order_hint: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ordered by key (stable: rows of one key keep their order); the sorted order, the
+    position where each key starts, and each row's group number in sorted order."""
+    order = np.argsort(keys, kind="stable") if order_hint is None else order_hint
+    ordered = keys[order]
+    first = np.empty(len(ordered), dtype=bool)
+    first[:1] = True
+    first[1:] = ordered[1:] != ordered[:-1]
+    return order, np.flatnonzero(first), np.cumsum(first) - 1
+
+
+def write_routed(frame: pl.LazyFrame, rows: int, shard_of: Callable[[int, pl.DataFrame], pl.DataFrame],
+                  folder: Path, n: int) -> list[Path]:
+    """Route `frame` batch by batch: `shard_of(offset, batch)` returns the batch's rows with SHARD
+    (a row may appear more than once, in different shards); each shard's rows are written in
+    row order, one file per batch. An empty file for a shard with no rows."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    schema = frame.collect_schema()
+    folders = [folder / f"{SHARD}={k}" for k in range(n)]
+    for path in folders:
+        path.mkdir(parents=True)
+    for i, offset in enumerate(range(0, max(rows, 1), BATCH_ROWS)):
+        batch = shard_of(offset, frame.slice(offset, BATCH_ROWS).collect())
+        for (shard,), part in batch.partition_by(SHARD, as_dict=True, include_key=False).items():
+            part.write_parquet(folders[int(shard)] / f"{i:05d}.parquet", compression="lz4")
+    for path in folders:
+        if not any(path.iterdir()):
+            schema.to_frame().write_parquet(path / "empty.parquet")
+    return folders
+
+
+def scan(folder: Path) -> pl.LazyFrame:
+    return pl.scan_parquet(sorted(folder.glob("*.parquet")))
+
+
+def rows_of(frame: pl.LazyFrame) -> int:
+    return frame.select(pl.len()).collect().item()
+
+
+def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path) -> list[dict]:
+    """Residents, accounts and applications split into shards (module doc); each shard's
+    `scanned` dict as nightly reads it (ROW and format flags carried)."""
+    residents = scanned["residents"][0]
+    rows = rows_of(residents)
+    # a household goes where its first row (the head first) is registered, as entitle reads it
+    households = column(residents, pl.col("household_id").fill_null(-1))
+    row_shard = column(residents, pl.col("municipality_code").replace_strict(
+        municipalities["municipality_code"], municipalities["shard"], default=0, return_dtype=pl.Int16))
+    not_head = column(residents, pl.col("is_head").fill_null(False).not_())
+    by_head = np.argsort(not_head, kind="stable")
+    del not_head
+    order, starts, group = groups_of(households, by_head[np.argsort(households[by_head], kind="stable")])
+    del by_head
+    home_ids, home_shards = households[order[starts]], row_shard[order[starts]]
+    shard_per_row = np.empty(rows, dtype=np.int16)
+    shard_per_row[order] = home_shards[group]
+    del order, starts, group, households, row_shard
+    folders = {"residents": write_routed(
+        residents, rows, lambda offset, b: b.with_columns(pl.Series(SHARD, shard_per_row[offset:offset + b.height])),
+        work / "routed" / "residents", n)}
+
+    # an account goes to every shard where its person is registered (a person in two households
+    # is paid into one account whichever household is released); the copy in the shard of the
+    # person's first registration is the one counted and rejected. Unknown numbers: shard 0.
+    numbers = column(residents, pl.col("my_number").fill_null(-1))
+    order, starts, group = groups_of(numbers)
+    first_ids, first_shards = numbers[order[starts]], shard_per_row[order[starts]]
+    elsewhere = shard_per_row[order] != first_shards[group]
+    copies = pl.DataFrame({"my_number": numbers[order][elsewhere], SHARD: shard_per_row[order][elsewhere]}) \
+        .unique().with_columns(pl.lit(True).alias(COPY))
+    del order, starts, group, numbers, elsewhere
+
+    def account_shards(offset: int, batch: pl.DataFrame) -> pl.DataFrame:
+        mine = lookup(first_ids, first_shards, batch["my_number"].fill_null(-1).to_numpy(), 0)
+        out = batch.with_columns(pl.Series(SHARD, mine), pl.lit(False).alias(COPY))
+        extra = batch.join(copies, on="my_number", how="inner")
+        return pl.concat([out, extra.select(out.columns)]).sort(ROW) if extra.height else out
+
+    accounts = scanned["accounts"][0]
+    folders["accounts"] = write_routed(accounts, rows_of(accounts), account_shards, work / "routed" / "accounts", n)
+
+
+    # an application goes to its household's shard; every copy of one application_id with its
+    # first copy (the duplicate rule reads them together)
+    applications = scanned["applications"][0]
+    app_shard = pl.Series(SHARD, lookup(home_ids, home_shards,
+                                         column(applications, pl.col("household_id").fill_null(-1)), 0))
+    app_shard = applications.select("application_id", ROW).with_columns(app_shard).collect().select(
+        pl.col(SHARD).get(pl.col(ROW).arg_min()).over("application_id"))[SHARD].to_numpy()
+    folders["applications"] = write_routed(
+        applications, len(app_shard),
+        lambda offset, b: b.with_columns(pl.Series(SHARD, app_shard[offset:offset + b.height])),
+        work / "routed" / "applications", n)
+    return [
+        {**{name: (scan(folders[name][shard]), scanned[name][1]) for name in ROUTED},
+         **{name: scanned[name] for name in scanned if name not in ROUTED and name not in POINTS_ROUTED}}
+        for shard in range(n)
+    ]
+
+
+@dataclass
+class People:
+    """Every valid resident's person: the My Numbers, sorted, and their person_keys (the
+    lookup that routes wallets to their owner's points shard)."""
+
+    numbers: np.ndarray
+    keys: np.ndarray
+
+
+DIED_NULL = np.iinfo(np.int32).min
+
+
+def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Path
+                ) -> tuple[pl.DataFrame, list[pl.LazyFrame], list[pl.LazyFrame], People]:
+    """nightly.person_keys over the whole nation, in sorted arrays: known numbers keep their
+    key, new numbers get the next keys in order of first appearance in the register. Returns
+    the persons table, each shard's keys, the persons of each points shard (person_key % n:
+    My Number, person_key, died_on as on the person's first row) and the sorted people."""
+    parts = [frame.select("my_number", ROW, pl.col("died_on").cast(pl.Int32).fill_null(DIED_NULL)).collect()
+             for frame in valid]
+    sizes = [p.height for p in parts]
+    numbers = np.concatenate([p["my_number"].to_numpy() for p in parts])
+    rows = np.concatenate([p[ROW].to_numpy() for p in parts])
+    died = np.concatenate([p["died_on"].to_numpy() for p in parts])
+    del parts
+    by_row = np.argsort(rows, kind="stable")
+    order, starts, group = groups_of(numbers, by_row[np.argsort(numbers[by_row], kind="stable")])
+    del by_row
+    firsts = order[starts]
+    unique, first_rows, first_died = numbers[firsts], rows[firsts], died[firsts]
+    del rows, died, firsts
+    known_frame = known.select("my_number", "person_key").sort("my_number").collect()
+    known_numbers, known_keys = known_frame["my_number"].to_numpy(), known_frame["person_key"].to_numpy()
+    keys = lookup(known_numbers, known_keys, unique, 0)
+    new = np.flatnonzero(keys == 0)
+    new = new[np.argsort(first_rows[new], kind="stable")]
+    start = int(known_keys.max()) + 1 if len(known_keys) else 1
+    keys[new] = np.arange(start, start + len(new), dtype=np.int64)
+    table = pl.concat([known_frame, pl.DataFrame({"my_number": unique[new], "person_key": keys[new]})])
+    del known_frame, known_numbers, known_keys
+    key_per_row = np.empty(len(numbers), dtype=np.int64)
+    key_per_row[order] = keys[group]
+    del order, starts, group
+    folder = work / "keys"
+    folder.mkdir(parents=True, exist_ok=True)
+    per_shard, offset = [], 0
+    for shard, size in enumerate(sizes):
+        path = folder / f"{shard}.parquet"
+        pl.DataFrame({"my_number": numbers[offset:offset + size], "person_key": key_per_row[offset:offset + size]}) \
+            .unique("my_number", keep="first", maintain_order=True).write_parquet(path)
+        per_shard.append(pl.scan_parquet(path))
+        offset += size
+    del numbers, key_per_row
+    in_order = np.argsort(first_rows, kind="stable")
+    people = pl.DataFrame({
+        "my_number": unique[in_order], "person_key": keys[in_order],
+        "died_on": pl.Series(first_died[in_order]).replace(DIED_NULL, None).cast(pl.Date),
+    })
+    folders = write_routed(people.lazy(), people.height,
+                            lambda offset, b: b.with_columns((pl.col("person_key") % n).alias(SHARD)),
+                            work / "points_persons", n)
+    del people, in_order
+    return table, per_shard, [scan(f) for f in folders], People(unique, keys)
+
+
+def route_points(scanned: dict, people: People, n: int, work: Path) -> list[dict]:
+    """Wallets by their owner's points shard (person_key % n; all rows of one wallet_id with its
+    first row), transactions by their wallet's (all rows of one transaction_id with its first)."""
+    wallets = scanned["wallets"][0]
+    owner = lookup(people.numbers, people.keys, column(wallets, pl.col("my_number").fill_null(-1)), -1)
+    wallet_shard = np.where(owner >= 0, owner % max(n, 1), 0).astype(np.int16)
+    wallet_shard = wallets.select("wallet_id", ROW).with_columns(pl.Series(SHARD, wallet_shard)).collect().select(
+        pl.col(SHARD).get(pl.col(ROW).arg_min()).over("wallet_id"), "wallet_id")
+    wallet_folders = write_routed(
+        wallets, wallet_shard.height,
+        lambda offset, b: b.with_columns(wallet_shard[SHARD].slice(offset, b.height)),
+        work / "routed" / "wallets", n)
+    home = wallet_shard.unique("wallet_id", keep="first").sort("wallet_id")
+    home_ids, home_shards = home["wallet_id"].fill_null(-1).to_numpy(), home[SHARD].to_numpy()
+    del home
+    transactions = scanned["transactions"][0]
+    ids = column(transactions, pl.col("transaction_id").fill_null(-1))
+    ordered = np.sort(ids)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ids, ordered
+    # a duplicated transaction_id: every copy where its first copy goes (the duplicate rule)
+    firsts = (
+        transactions.filter(pl.col("transaction_id").is_in(pl.Series(repeated).implode()))
+        .select("transaction_id", "wallet_id", ROW).collect()
+    )
+    firsts = firsts.with_columns(pl.Series(SHARD, lookup(home_ids, home_shards,
+                                                         firsts["wallet_id"].fill_null(-1).to_numpy(), 0)))
+    firsts = firsts.group_by("transaction_id").agg(pl.col(SHARD).get(pl.col(ROW).arg_min()).alias("__first"))
+
+    def transaction_shards(offset: int, batch: pl.DataFrame) -> pl.DataFrame:
+        mine = pl.Series(SHARD, lookup(home_ids, home_shards, batch["wallet_id"].fill_null(-1).to_numpy(), 0))
+        out = batch.with_columns(mine)
+        if firsts.height:
+            out = out.join(firsts, on="transaction_id", how="left", maintain_order="left").with_columns(
+                pl.coalesce("__first", SHARD).alias(SHARD)).drop("__first")
+        return out
+
+    transaction_folders = write_routed(transactions, rows_of(transactions), transaction_shards,
+                                        work / "routed" / "transactions", n)
+    return [
+        {"wallets": (scan(wallet_folders[s]), scanned["wallets"][1]),
+         "transactions": (scan(transaction_folders[s]), scanned["transactions"][1]),
+         "services": scanned["services"]}
+        for s in range(n)
+    ]
