@@ -19,11 +19,16 @@ if TYPE_CHECKING:
     from pipelines.nightly import RunReport
 
 
+# checkpoints are scratch, written once and read a few times within the night: lz4 writes in
+# about half the time of zstd and reads faster, for files ~40% larger (benchmarks/RESULTS.md)
+CHECKPOINT_COMPRESSION = "lz4"
+
+
 def sink(lf: pl.LazyFrame, path: Path, dataset: str | None = None) -> pl.LazyFrame:
     """Materialise a checkpoint and return a scan of it. Read errors of an input name it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        lf.sink_parquet(path)
+        lf.sink_parquet(path, compression=CHECKPOINT_COMPRESSION)
     except (pl.exceptions.ComputeError, OSError) as exc:
         if dataset is None:
             raise

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from engine.ingest import ROW
+from pipelines import night_steps as steps
 
 SHARD = "__shard"
 COPY = "__copy"  # an account row also routed to a shard other than its person's first
@@ -72,7 +73,7 @@ def write_routed(frame: pl.LazyFrame, rows: int, shard_of: Callable[[int, pl.Dat
     for i, offset in enumerate(range(0, max(rows, 1), BATCH_ROWS)):
         batch = shard_of(offset, frame.slice(offset, BATCH_ROWS).collect())
         for (shard,), part in batch.partition_by(SHARD, as_dict=True, include_key=False).items():
-            part.write_parquet(folders[int(shard)] / f"{i:05d}.parquet", compression="lz4")
+            part.write_parquet(folders[int(shard)] / f"{i:05d}.parquet", compression=steps.CHECKPOINT_COMPRESSION)
     for path in folders:
         if not any(path.iterdir()):
             schema.to_frame().write_parquet(path / "empty.parquet")
@@ -197,7 +198,7 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     for shard, size in enumerate(sizes):
         path = folder / f"{shard}.parquet"
         pl.DataFrame({"my_number": numbers[offset:offset + size], "person_key": key_per_row[offset:offset + size]}) \
-            .unique("my_number", keep="first", maintain_order=True).write_parquet(path)
+            .unique("my_number", keep="first", maintain_order=True).write_parquet(path, compression=steps.CHECKPOINT_COMPRESSION)
         per_shard.append(pl.scan_parquet(path))
         offset += size
     del numbers, key_per_row
