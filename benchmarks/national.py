@@ -234,8 +234,9 @@ def _rate(rows: float, seconds: float) -> str:
 def size_section(n: int, seed: int, gen: dict | None, nights: list[dict], base: dict) -> str:
     done = [r for r in nights if r["exit_code"] == 0]
     lines = [f"<!-- size:{n} -->", f"## {n:,} residents (seed {seed})", ""]
+    pieces = f" in {done[0]['shards']} shards" if done and done[0].get("shards") else " in one piece"
     lines.append(f"Measured {datetime.now():%Y-%m-%d %H:%M} at commit {_commit()}; run date {RUN_DATE}; {len(done)} of "
-                 f"{len(nights)} nights finished; medians over the finished nights.")
+                 f"{len(nights)} nights finished{pieces}; medians over the finished nights.")
     lines.append("")
     if gen:
         lines.append(f"Generator (workers=2): {gen['seconds']:.1f} s, peak RSS {_gb(gen['tree_peak_bytes'])} GB "

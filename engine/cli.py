@@ -65,8 +65,7 @@ def generate(
 
 
 def run_night(inputs: Path, state: Path, out_dir: Path, run_date: date, config: Path | None,
-              correction: str | None = None, shards: int | None = None, work_dir: Path | None = None,
-              workers: int | None = None):
+              correction: str | None = None, shards: int | None = None, work_dir: Path | None = None):
     from engine.config import load_config
     from pipelines import nightly
 
@@ -79,7 +78,7 @@ def run_night(inputs: Path, state: Path, out_dir: Path, run_date: date, config: 
             progress.update(task, description=f"night {run_date}: {name}")
 
         return nightly.run(inputs, state, out_dir, run_date, cfg, correction=correction, on_stage=on_stage,
-                           shards=shards, work_dir=work_dir, workers=workers)
+                           shards=shards, work_dir=work_dir)
 
 
 def print_summary(report) -> None:
@@ -137,20 +136,16 @@ def run(
     correction: Annotated[str | None, typer.Option(
         help="re-run a night whose inputs changed, paying only the difference; the reason is recorded")] = None,
     shards: Annotated[int | None, typer.Option(
-        help="run the night in this many shards (0: one piece); by default one piece up to 5M residents, "
-             "above that one shard per 2.5M (smaller when memory is short); a state keeps the count of its "
-             "first night", min=0, max=999)] = None,
+        help="run the night in this many shards (0: one piece); by default one shard per 5M residents "
+             "above 5M; a state keeps the count of its first night", min=0, max=999)] = None,
     work_dir: Annotated[Path | None, typer.Option(
         help="where the night's checkpoints (its spill) go; by default inside OUT")] = None,
-    workers: Annotated[int | None, typer.Option(
-        help="shards run this many at a time; by default one per core (at most 2) while they fit in half "
-             "the available memory", min=1, max=64)] = None,
 ) -> None:
     """Run one night: validate, entitle, resolve payees, check, write Zengin files, ledger,
     analyst database and run record. The same date with the same inputs changes nothing."""
     day = _parse_date(run_date)
     try:
-        report = run_night(inputs, state, out_dir, day, config, correction, shards, work_dir, workers)
+        report = run_night(inputs, state, out_dir, day, config, correction, shards, work_dir)
     except EngineError as exc:
         _fail(exc)
     print_summary(report)

@@ -63,7 +63,7 @@ class RunReport:
     shards: int = 0  # 0: the night ran in one piece
 
 
-class Stages:
+class _Stages:
     """Times each stage and tells the progress display (a callable taking the stage name)."""
 
     def __init__(self, report: RunReport, on_stage: Callable[[str], None] | None) -> None:
@@ -75,10 +75,6 @@ class Stages:
         if self.on_stage:
             self.on_stage(name)
         _crash_point(name)
-
-    def add(self, name: str, seconds: float) -> None:
-        """Count `seconds` to the stage `name` (time measured elsewhere)."""
-        self.report.stage_seconds[name] = round(self.report.stage_seconds.get(name, 0.0) + seconds, 3)
 
     def stop(self) -> None:
         if self.current:
@@ -189,7 +185,6 @@ def run(
     on_stage: Callable[[str], None] | None = None,
     shards: int | None = None,
     work_dir: Path | None = None,
-    workers: int | None = None,
 ) -> RunReport:
     """Run one night for `run_date` and publish OUT/<folder>/ atomically (see the module doc)."""
     if run_date < cfg.benefit.basis_date:
@@ -198,7 +193,7 @@ def run(
     store = state.Store(state_dir)
     store.clean()
     report = RunReport(run_date=run_date, run_dir=out_dir / run_date.isoformat())
-    stages = Stages(report, on_stage)
+    stages = _Stages(report, on_stage)
     created_out_dir = not out_dir.exists()
     staging = out_dir / f".{run_date.isoformat()}.partial-{os.getpid()}"
     # the checkpoints (the night's spill): under the staging folder, or where the operator says
@@ -223,7 +218,7 @@ def run(
             from pipelines import sharded
 
             tables, written = sharded.compute(scanned, input_record, plan, staging, work, run_date, cfg, report,
-                                              stages, n, store, workers)
+                                              stages, n, store)
         else:
             tables = _compute(scanned, input_record, plan, staging, work, run_date, cfg, report, stages)
         stages.start("publish")
@@ -504,7 +499,7 @@ def settled(base, folder: str, mode: str, households: pl.LazyFrame, checked: pl.
 
 
 def _compute(scanned, input_record, plan: _Plan, staging: Path, work: Path, run_date: date, cfg: RunConfig,
-             report: RunReport, stages: Stages) -> dict[str, pl.DataFrame]:
+             report: RunReport, stages: _Stages) -> dict[str, pl.DataFrame]:
     """The night itself: writes the outputs into `staging` and its checkpoints into `work`;
     returns the state's new tables."""
     base = plan.base

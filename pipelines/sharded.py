@@ -38,14 +38,9 @@ The routing and the passes over the whole nation that decide it: pipelines/routi
 from __future__ import annotations
 
 import math
-import os
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -56,58 +51,19 @@ from engine.errors import ReconciliationError
 from pipelines import night_steps as steps
 from pipelines import nightly, routing
 
-T = TypeVar("T")
-
-RESIDENTS_PER_SHARD = 2_500_000  # two shards' nights at a time peak at ~9 GB (benchmarks/RESULTS.md)
-ONE_PIECE_UP_TO = 5_000_000  # a register this small runs in one piece (the plain night), as fast
-BYTES_PER_RESIDENT = 1_700  # a shard's peak memory per resident (8.2 GB for a 4.8M shard)
-MAX_WORKERS = 2  # shards' nights at a time: Polars already uses every core within one
+RESIDENTS_PER_SHARD = 5_000_000  # a 5M-resident shard's night peaks at ~7.5 GB (benchmarks/RESULTS.md)
+BYTES_PER_RESIDENT = 1_500  # a shard's peak memory per resident
 BIRTH_BUCKETS = 16  # fuzzy identity runs one birth-date bucket at a time
 
 
-def shards_for(residents: int, per_shard: int = RESIDENTS_PER_SHARD, available: int | None = None,
-               workers: int | None = None) -> int:
-    """How many shards a night of `residents` rows needs (0: one piece, the plain night): none up
-    to ONE_PIECE_UP_TO residents when they fit in half the available memory; else one per
-    `per_shard` residents, fewer residents per shard when `workers` shards' nights at a time
-    (~1.7 GB per million residents each) would not fit in half the available memory."""
+def shards_for(residents: int, per_shard: int = RESIDENTS_PER_SHARD, available: int | None = None) -> int:
+    """How many shards a night of `residents` rows needs (0: one piece, the plain night): one per
+    `per_shard` residents, fewer residents per shard when the machine has less memory than a
+    shard's night needs (~1.5 GB per million residents, within half the available memory)."""
     available = _available_memory() if available is None else available
-    workers = default_workers() if workers is None else workers
-    if residents <= min(ONE_PIECE_UP_TO, available / 2 / BYTES_PER_RESIDENT):
-        return 0
-    fits = int(available / 2 / BYTES_PER_RESIDENT / workers)
-    return math.ceil(residents / max(100_000, min(per_shard, fits)))
-
-
-def default_workers() -> int:
-    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
-
-
-def workers_for(residents: int, n: int, requested: int | None = None, available: int | None = None) -> int:
-    """How many shards' nights run at a time: the operator's count, else up to MAX_WORKERS (one
-    per core) while that many shards of this night fit in half the available memory. A state's
-    shard count is fixed by its first night; the workers are chosen each night."""
-    if requested is not None:
-        return max(1, requested)
-    available = _available_memory() if available is None else available
-    per_shard = residents / max(n, 1) * BYTES_PER_RESIDENT
-    return max(1, min(default_workers(), int(available / 2 // max(per_shard, 1))))
-
-
-def _each_shard(work: Callable[[int], T], n: int, workers: int) -> list[T]:
-    """work(k) for every shard k, `workers` at a time, results in shard order. Threads: the
-    Polars queries, NumPy sorts and numba kernels that make up a shard's night release the GIL,
-    and shards share nothing they write. The first error stops the shards not yet started."""
-    if workers <= 1 or n <= 1:
-        return [work(k) for k in range(n)]
-    with ThreadPoolExecutor(workers, thread_name_prefix="shard") as pool:
-        futures = [pool.submit(work, k) for k in range(n)]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    fits = int(available / 2 / BYTES_PER_RESIDENT)
+    per_shard = max(100_000, min(per_shard, fits))
+    return 0 if residents <= per_shard else math.ceil(residents / per_shard)
 
 
 def _available_memory() -> int:
@@ -226,24 +182,11 @@ def write_across_inputs(members: pl.LazyFrame, resolved: pl.LazyFrame, folder: P
         .sink_parquet(folder / f"identity.{shard}.parquet", compression=steps.CHECKPOINT_COMPRESSION)
 
 
-@dataclass
-class _ShardNight:
-    """What one shard's checks, standing, points and outputs leave for the merge."""
-
-    written: dict[str, Path] = field(default_factory=dict)  # the shard's state parts
-    files: pl.DataFrame | None = None
-    settlement_lines: pl.DataFrame | None = None
-    settlement_yen: int = 0
-    analyst: dict[str, Path] = field(default_factory=dict)
-    figures: dict[str, int] = field(default_factory=dict)
-
-
 def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: date, cfg: RunConfig, report, stages,
-            n: int, store: state.Store, workers: int | None = None
-            ) -> tuple[dict[str, pl.DataFrame], dict[str, Path]]:
+            n: int, store: state.Store) -> tuple[dict[str, pl.DataFrame], dict[str, Path]]:
     """The national night (module doc): writes the outputs into `staging` and its checkpoints
     into `work`; returns the state's new global tables and its parts, written into the store's
-    pending folder. Shards run `workers` at a time (workers_for)."""
+    pending folder."""
     base = plan.base
     work.mkdir(parents=True)
     pending = store.pending()
@@ -255,10 +198,9 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     views = [ShardView(base, k, municipalities.filter(pl.col("shard") == k).select("municipality_code"))
              for k in range(n)]
     reports = [nightly.RunReport(run_date=run_date, run_dir=report.run_dir) for _ in range(n)]
-    workers = workers_for(routing.rows_of(scanned["residents"][0]), n, workers)
 
     stages.start("validate")
-    checked = _each_shard(lambda k: nightly.validated(inputs[k], work / f"shard-{k}", run_date), n, workers)
+    checked = [nightly.validated(inputs[k], work / f"shard-{k}", run_date) for k in range(n)]
     rows = {name: sum(v.rows[name] for v in checked) for name in routing.ROUTED}
     pending_rows = {name: sum(v.pending[name] for v in checked) for name in ("accounts", "applications")}
     summary = (
@@ -283,34 +225,31 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     del everyone
 
     stages.start("entitle")
-
-    def entitle_shard(k: int) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+    entitled = []
+    for k in range(n):
         members, households, payees = nightly.entitled(checked[k], shard_keys[k], base.scan("paid_persons"), cfg,
                                                        work / f"shard-{k}")
         resolved = steps.sink(payout.resolved_accounts(households, payees, checked[k].usable_accounts,
                                                        checked[k].usable_applications),
                               work / f"shard-{k}" / "04_payees" / "resolved.parquet")
         write_across_inputs(members, resolved, work / "across", k)
-        return members, households, resolved
-
-    entitled = _each_shard(entitle_shard, n, workers)
+        entitled.append((members, households, resolved))
 
     stages.start("checks")
     across, compared = across_households(work, n, cfg)
     report.counts["identity_pairs_compared"] = compared
 
-    def shard_night(k: int) -> _ShardNight:
-        """Checks, standing, points and outputs of shard k, timed in its own report."""
-        out = _ShardNight()
-        timer = nightly.Stages(reports[k], None)
+    figures: dict[str, int] = {}
+    files_after, settlements, analyst, settlement_totals = [], [], [], []
+    for k in range(n):
         members, households, resolved_lf = entitled[k]
-        timer.start("checks")
         resolved = resolved_lf.collect()
+        stages.start("checks")
         held, _ = checks.with_holds(resolved, members, cfg.checks,
                                     across=across.join(resolved.select("household_id"), on="household_id",
                                                        how="semi"))
         del resolved
-        timer.start("standing")
+        stages.start("standing")
         s = nightly.settled(views[k], plan.folder, plan.mode, households, held, members, decisions, staging,
                             run_date, cfg, reports[k])
         del held
@@ -325,44 +264,33 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
         shard_work = work / f"shard-{k}"
         point_outputs: dict = {}
         if has_points:
-            timer.start("points")
-            mynapoint = steps.mynapoint_night(points_inputs[k], people[k], views[k], decisions, plan,
-                                              shard_work / "settlement", shard_work, run_date, cfg, reports[k])
+            stages.start("points")
+            scratch = shard_work / "settlement"
+            mynapoint = steps.mynapoint_night(points_inputs[k], people[k], views[k], decisions, plan, scratch,
+                                              shard_work, run_date, cfg, reports[k])
             ledger_after = pl.concat([ledger_after, mynapoint["ledger"]], how="vertical_relaxed")
             s.figures.update(mynapoint["figures"])
             rejects_path = shard_work / "02_tables" / "rejects_all.parquet"
             steps.sink(pl.concat([checked[k].rejected, mynapoint["rejects"].lazy()], how="diagonal_relaxed"),
                        rejects_path)
             for name, frame in mynapoint["state"].items():
-                out.written[state.part_name(name, k)] = _write(frame, pending, state.part_name(name, k), name)
-            out.settlement_lines = mynapoint["analyst"]["point_settlements"]
-            out.settlement_yen = sum(f.total_yen for f in mynapoint["files"])
+                written[state.part_name(name, k)] = _write(frame, pending, state.part_name(name, k), name)
+            settlements.append(mynapoint["analyst"]["point_settlements"])
+            settlement_totals.append(sum(f.total_yen for f in mynapoint["files"]))
             point_outputs = mynapoint["analyst"]
-        timer.start("outputs")
+        stages.start("outputs")
         for name in ("positions", "payments", "paid_persons", "holds"):
-            out.written[state.part_name(name, k)] = _write(s.tables[name], pending, state.part_name(name, k), name)
-        out.written[state.part_name("ledger", k)] = _write(ledger_after, pending, state.part_name("ledger", k),
-                                                           "ledger")
-        out.files, out.figures = s.tables["files"], s.figures
-        out.analyst = steps.analyst_tables(
+            written[state.part_name(name, k)] = _write(s.tables[name], pending, state.part_name(name, k), name)
+        written[state.part_name("ledger", k)] = _write(ledger_after, pending, state.part_name("ledger", k), "ledger")
+        files_after.append(s.tables["files"])
+        analyst.append(steps.analyst_tables(
             shard_work, run_date, decided=s.decided, in_files=s.in_files, members=members,
             rejects_path=rejects_path, holds=s.tables["holds"], ledger_all=ledger_after, runs=None, files=None,
             decisions=None, points_outputs=point_outputs,
-        )
-        timer.stop()
-        return out
-
-    # the shards' own stage seconds, which overlap when shards run side by side, share out the
-    # wall time of the loop (one at a time, they are its wall time)
-    started = time.perf_counter()
-    stages.stop()
-    nights = _each_shard(shard_night, n, workers)
-    _share_out(stages, time.perf_counter() - started, reports)
-    figures: dict[str, int] = {}
-    for night in nights:
-        written.update(night.written)
-        for name, value in night.figures.items():
+        ))
+        for name, value in s.figures.items():
             figures[name] = figures.get(name, 0) + value
+        del s, ledger_after, point_outputs
 
     stages.start("outputs")
     _merge_reports(report, reports)
@@ -370,44 +298,22 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     settlement_files = []
     if has_points:
         services = scanned["services"][0].collect()
-        lines = pl.concat([night.settlement_lines for night in nights]).sort("service_id", "wallet_id")
+        lines = pl.concat(settlements).sort("service_id", "wallet_id")
         settlement_files = settlement.write_settlement_files(lines, services, staging, run_date)
-        if sum(f.total_yen for f in settlement_files) != sum(night.settlement_yen for night in nights):
+        if sum(f.total_yen for f in settlement_files) != sum(settlement_totals):
             msg = "settlement files do not add up to the shards' settlement totals"
             raise ReconciliationError(msg)
     report.totals = figures
-    files = pl.concat([night.files for night in nights], how="vertical_relaxed").sort("transfer_file")
+    files = pl.concat(files_after, how="vertical_relaxed").sort("transfer_file")
     runs_after = steps.runs_after(base.table("runs"), report, plan, base)
-    tables = _analyst_tables(work, run_date, [night.analyst for night in nights], runs_after, files, decisions)
+    tables = _analyst_tables(work, run_date, analyst, runs_after, files, decisions)
     tables = outputs.place_analyst_parquet(staging, tables)  # analyst.duckdb: views, once published
     nightly.write_record(staging, report, plan, base, input_record, cfg, tables, settlement_files,
-                         extra={"shards": n, "shard_workers": workers})
+                         extra={"shards": n})
     stages.stop()
-    outputs.write_run_record(staging / "timings.json", {
-        "stage_seconds": report.stage_seconds,
-        "shard_stage_seconds": _summed_stage_seconds(reports),
-        "shard_workers": workers,
-    })
+    outputs.write_run_record(staging / "timings.json", {"stage_seconds": report.stage_seconds})
     return ({"files": files, "decisions": decisions, "runs": runs_after, "shard_map": municipalities},
             written)
-
-
-def _summed_stage_seconds(reports) -> dict[str, float]:
-    """Each stage's seconds summed over the shards (busy time: more than wall time when shards run
-    side by side)."""
-    summed: dict[str, float] = {}
-    for part in reports:
-        for name, seconds in part.stage_seconds.items():
-            summed[name] = round(summed.get(name, 0.0) + seconds, 3)
-    return summed
-
-
-def _share_out(stages, wall: float, reports) -> None:
-    """Add `wall` seconds to the night's stages in proportion to the shards' summed seconds."""
-    summed = _summed_stage_seconds(reports)
-    busy = sum(summed.values())
-    for name, seconds in summed.items():
-        stages.add(name, wall * seconds / busy if busy else 0.0)
 
 
 def _write(frame: pl.DataFrame, folder: Path, part: str, name: str) -> Path:

@@ -72,7 +72,7 @@ def assert_same_state(plain: Path, sharded: Path) -> None:
 def test_sharded_nights_decide_what_plain_nights_decide(inputs: Path, tmp_path: Path) -> None:
     roots = {0: tmp_path / "plain", SHARDS: tmp_path / "sharded"}
     for i, night in enumerate(NIGHTS):
-        reports = {n: nightly.run(inputs, root / "state", root / "out", night, CFG, shards=n, workers=2)
+        reports = {n: nightly.run(inputs, root / "state", root / "out", night, CFG, shards=n)
                    for n, root in roots.items()}
         assert reports[0].totals["paid_tonight_yen"] > 0 or i == 2
         assert_same_night(reports[0], reports[SHARDS])
@@ -159,41 +159,8 @@ def test_the_shard_count_follows_the_register_and_the_memory() -> None:
     from pipelines.sharded import shards_for
 
     gb = 2**30
-    assert shards_for(1_000_000, available=20 * gb, workers=2) == 0  # one piece
-    assert shards_for(10_000_000, available=20 * gb, workers=2) == 4  # shards of 2.5M
-    assert shards_for(125_113_158, available=20 * gb, workers=2) == 51  # the nation
-    assert shards_for(125_113_158, available=6 * gb, workers=2) == 133  # less memory: shards of 0.95M
-    assert shards_for(1_000_000, available=1 * gb, workers=1) == 4  # one piece would not fit
-
-
-def test_shards_run_side_by_side_while_they_fit_in_memory() -> None:
-    from pipelines.sharded import default_workers, workers_for
-
-    gb = 2**30
-    assert workers_for(125_113_158, 51, available=20 * gb) == min(2, default_workers())
-    assert workers_for(125_113_158, 26, available=20 * gb) == 1  # a 4.8M shard needs 8.2 GB
-    assert workers_for(125_113_158, 26, requested=2) == 2  # the operator's word
-
-
-def test_each_shard_keeps_the_shard_order_and_stops_at_the_first_error() -> None:
-    import time
-
-    from pipelines.sharded import _each_shard
-
-    def slow_first(k: int) -> int:
-        time.sleep(0.05 if k == 0 else 0)
-        return k * 10
-
-    assert _each_shard(slow_first, 5, 2) == [0, 10, 20, 30, 40]
-    started = []
-
-    def failing(k: int) -> int:
-        started.append(k)
-        if k == 1:
-            raise ValueError("shard 1 failed")
-        time.sleep(0.05)
-        return k
-
-    with pytest.raises(ValueError, match="shard 1 failed"):
-        _each_shard(failing, 20, 2)
-    assert len(started) < 20  # the shards not yet started were not run
+    assert shards_for(1_000_000, available=20 * gb) == 0  # one piece
+    assert shards_for(10_000_000, available=20 * gb) == 2
+    assert shards_for(125_113_158, available=20 * gb) == 26  # the nation: one shard per 5M
+    assert shards_for(125_113_158, available=6 * gb) == 59  # less memory: shards of 2.1M
+    assert shards_for(1_000_000, available=1 * gb) == 3
