@@ -121,7 +121,7 @@ def matched_pairs(keys: pl.DataFrame, cfg: ChecksConfig) -> tuple[pl.DataFrame, 
     shared_person_keys = _shared_person_keys(keys)
     rows = _row_arrays(keys, shared_person_keys)
     # (offsets, data, the Arrow array that owns them)
-    strings = {c: similarity._string_buffers(keys.get_column(c).to_arrow()) for c in STRING_KEYS}
+    strings = {c: similarity.string_buffers(keys.get_column(c).to_arrow()) for c in STRING_KEYS}
     passes = [_emitted_pairs(keys, rows, strings, number, cfg) for number in range(1, len(BLOCKING_PASSES) + 1)]
     emitted = pl.concat([pairs for pairs, _ in passes])
     compared = sum(count for _, count in passes)

@@ -18,7 +18,7 @@ from engine.errors import EngineError
 _NO_BYTES = np.empty(0, dtype=np.uint8)
 
 
-def _string_buffers(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+def string_buffers(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     """(offsets, data, large_string array) of an Arrow string array, in the large_string layout.
 
     Handles string_view and small string (cast with pyarrow.compute), chunked arrays (combined),
@@ -59,8 +59,8 @@ def jaro_winkler(
                 "Hint: cast it with .cast(pl.String) first."
             )
             raise EngineError(msg)
-    offsets_left, data_left, _keep_left = _string_buffers(left.cast(pl.String).to_arrow())
-    offsets_right, data_right, _keep_right = _string_buffers(right.cast(pl.String).to_arrow())
+    offsets_left, data_left, _keep_left = string_buffers(left.cast(pl.String).to_arrow())
+    offsets_right, data_right, _keep_right = string_buffers(right.cast(pl.String).to_arrow())
     scores = kernels.jaro_winkler_pairs(
         offsets_left, data_left, offsets_right, data_right, float(prefix_scale), int(max_prefix)
     )

@@ -248,7 +248,7 @@ def test_keys_without_a_column_are_refused_with_a_hint() -> None:
 
 
 def string_buffers(values: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    offsets, data, _ = similarity._string_buffers(pl.Series(values, dtype=pl.String).to_arrow())
+    offsets, data, _ = similarity.string_buffers(pl.Series(values, dtype=pl.String).to_arrow())
     return offsets, data.copy()
 
 

@@ -100,6 +100,19 @@ def test_normalize_kana_expr_keeps_nulls_and_order() -> None:
     assert_series_equal(got, pl.Series("name", ["ﾔﾏﾀﾞ", None, "ｶﾞﾂｺｳ"]))
 
 
+def test_normalize_kana_expr_on_a_slice_with_nulls() -> None:
+    s = pl.Series("name", [None, "ア", "  ｶﾞ  ｷﾞ ", None, "𠮷ｳﾞ", "ﾞｱ", "  ", "㍿" * 100] * 3).slice(2, 18)
+    got = s.to_frame().select(kana.normalize_kana_expr(pl.col("name"))).to_series()
+    assert got.to_list() == [None if x is None else kana.normalize_kana(x) for x in s.to_list()]
+
+
+def test_normalize_kana_expr_in_a_streaming_query() -> None:
+    names = random_names(77, 2_000) * 40  # 80,000 rows: many batches
+    got = pl.LazyFrame({"name": names}).select(kana.normalize_kana_expr(pl.col("name"))).collect(engine="streaming")
+    expected = {name: kana.normalize_kana(name) for name in set(names)}
+    assert got["name"].to_list() == [expected[name] for name in names]
+
+
 # --- property test: vectorised == scalar on seeded random strings ----------------------------
 
 _ALPHABETS = [
@@ -110,7 +123,7 @@ _ALPHABETS = [
     "".join(chr(c) for c in range(0x20, 0x7F)),  # ASCII
     "  　　\t\u3099\u309a\u309b\u309c\uff9e\uff9f",  # spaces and every voiced mark
     "‐‑‒–—―−〜～ｰー・･",  # dashes and dots
-    "山田太郎株式会社齋藤髙橋々〆ヶ",  # kanji (unsafe, kept)
+    "山田太郎株式会社齋藤髙橋々〆ヶ𠮷𩸽",  # kanji (unsafe, kept), two beyond the BMP
     "éßüÀµ²½ﬁ",  # Latin-1 and compatibility characters
     "㋐㋑㋕㋜㌀㌔㍿ㇰㇱ",  # circled / squared katakana, Ainu small katakana
 ]

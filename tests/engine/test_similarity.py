@@ -55,12 +55,12 @@ def test_string_buffers_of_sliced_arrow_arrays(arrow_type: pa.DataType) -> None:
     values = ["ｱｲ", "", None, "イウエ", "😀x"]
     array = pa.array(values, type=arrow_type)
     for start in range(len(values)):
-        offsets, data, _ = similarity._string_buffers(array.slice(start))
+        offsets, data, _ = similarity.string_buffers(array.slice(start))
         assert offsets.shape == (len(values) - start + 1,)
         decoded = [bytes(data[offsets[i]:offsets[i + 1]]).decode() for i in range(len(offsets) - 1)]
         assert decoded == [v or "" for v in values[start:]]
     chunked = pa.chunked_array([array.slice(1, 2), array.slice(3)])
-    offsets, data, _ = similarity._string_buffers(chunked)
+    offsets, data, _ = similarity.string_buffers(chunked)
     assert bytes(data[offsets[0]:offsets[-1]]).decode() == "イウエ😀x"
 
 
