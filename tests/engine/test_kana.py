@@ -106,6 +106,13 @@ def test_normalize_kana_expr_on_a_slice_with_nulls() -> None:
     assert got.to_list() == [None if x is None else kana.normalize_kana(x) for x in s.to_list()]
 
 
+@pytest.mark.parametrize("values", [[], [None, None], ["", ""], ["", None], ["  ", " "]])
+def test_normalize_kana_expr_on_empty_and_null_columns(values: list) -> None:
+    s = pl.Series("name", values, dtype=pl.String)
+    got = s.to_frame().select(kana.normalize_kana_expr(pl.col("name"))).to_series()
+    assert got.to_list() == [None if x is None else kana.normalize_kana(x) for x in values]
+
+
 def test_normalize_kana_expr_in_a_streaming_query() -> None:
     names = random_names(77, 2_000) * 40  # 80,000 rows: many batches
     got = pl.LazyFrame({"name": names}).select(kana.normalize_kana_expr(pl.col("name"))).collect(engine="streaming")
