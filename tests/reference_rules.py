@@ -46,11 +46,15 @@ def households_sql(con: duckdb.DuckDBPyConnection, inputs: Path, run_date: date,
     con.register("municipalities", reference.municipalities().to_arrow())
     d, b = f"DATE '{run_date}'", f"DATE '{basis}'"
     return f"""
-    WITH raw AS (SELECT DISTINCT my_number, household_id, is_head, family_name_kana, given_name_kana,
-                        birth_date, sex, municipality_code, registered_on, moved_out_on, died_on
-                 FROM read_parquet({_source(inputs, 'residents')})),
+    WITH raw AS (SELECT my_number, household_id, is_head, family_name_kana, given_name_kana,
+                        birth_date, sex, municipality_code, registered_on, moved_out_on, died_on,
+                        -- a row's place on the register (files in name order): equally old
+                        -- members (twins) give way to the one listed first
+                        min((filename, file_row_number)) AS place
+                 FROM read_parquet({_source(inputs, 'residents')}, filename = true, file_row_number = true)
+                 GROUP BY ALL),
     residents AS (
-        SELECT my_number, household_id, is_head, birth_date, registered_on,
+        SELECT my_number, household_id, is_head, birth_date, registered_on, place,
                CASE WHEN moved_out_on <= {d} THEN moved_out_on END AS moved_out_on,
                CASE WHEN died_on <= {d} THEN died_on END AS died_on
         FROM raw
@@ -91,7 +95,7 @@ def households_sql(con: duckdb.DuckDBPyConnection, inputs: Path, run_date: date,
         FROM members GROUP BY household_id
     ),
     payee AS (
-        SELECT household_id, arg_min(my_number, (NOT is_head, birth_date)) AS payee
+        SELECT household_id, arg_min(my_number, (NOT is_head, birth_date, place)) AS payee
         FROM members WHERE eligible AND died_on IS NULL GROUP BY household_id
     )
     SELECT h.household_id,
