@@ -33,7 +33,7 @@ def reference_households(inputs: Path, run_date: date, basis: date = date(2020, 
                          amount_yen: int = 100_000) -> pl.DataFrame:
     """household_id, entitled_yen, has_account for every household with a valid member."""
     con = duckdb.connect()
-    return con.sql(households_sql(con, inputs, run_date, basis, amount_yen)).pl()
+    return con.sql(households_sql(con, inputs, run_date, basis, amount_yen)).order("household_id").pl()
 
 
 def households_sql(con: duckdb.DuckDBPyConnection, inputs: Path, run_date: date, basis: date = date(2020, 4, 27),
@@ -103,5 +103,4 @@ def households_sql(con: duckdb.DuckDBPyConnection, inputs: Path, run_date: date,
            (p.payee IN (SELECT my_number FROM accounts)
             OR h.household_id IN (SELECT household_id FROM applications)) AS has_account
     FROM households h LEFT JOIN payee p USING (household_id)
-    ORDER BY h.household_id
     """
