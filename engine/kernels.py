@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import boolean, float64, int64, njit, prange, types
 
+from engine.sorted_index import bucket_starts, index_of
+
 Int64In = types.Array(types.int64, 1, "C", readonly=True)
 
 MY_NUMBER_WEIGHTS = np.array([6, 5, 4, 3, 2, 7, 6, 5, 4, 3, 2], dtype=np.int64)  # research §3.1
@@ -216,49 +218,6 @@ def _find_root(parent, x):
     return x
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _bucket_starts(node_ids):
-    """(starts, shift): ids whose (id − node_ids[0]) >> shift is b sit in node_ids[starts[b]:starts[b+1]].
-
-    At most len(node_ids) + 1 buckets. For evenly spread ids a lookup then costs a few cache
-    misses, where a binary search over millions of ids costs about twenty (np.searchsorted with
-    random keys was 4× slower end to end at 1M edges). Skewed ids only make buckets bigger.
-    """
-    n = node_ids.shape[0]
-    span = np.uint64(node_ids[n - 1] - node_ids[0])  # wraps to the right unsigned difference
-    shift = np.uint64(0)
-    while (span >> shift) >= np.uint64(n):
-        shift += np.uint64(1)
-    starts = np.empty(np.int64(span >> shift) + 2, dtype=np.int64)
-    bucket = 0
-    for i in range(n):
-        key = np.int64(np.uint64(node_ids[i] - node_ids[0]) >> shift)
-        while bucket <= key:
-            starts[bucket] = i
-            bucket += 1
-    starts[bucket:] = n
-    return starts, shift
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _node_index(node_ids, starts, shift, value):
-    """Index of value in the sorted node_ids, or -1 if it is not there."""
-    if value < node_ids[0] or value > node_ids[node_ids.shape[0] - 1]:
-        return -1
-    key = np.int64(np.uint64(value - node_ids[0]) >> shift)
-    lo = starts[key]
-    hi = starts[key + 1]
-    while lo < hi:  # binary search inside the bucket
-        mid = (lo + hi) >> 1
-        if node_ids[mid] < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo == node_ids.shape[0] or node_ids[lo] != value:
-        return -1
-    return lo
-
-
 @njit(int64[:](Int64In, Int64In, Int64In), cache=True, nogil=True)
 def connected_components(node_ids, left, right):
     """Smallest node id in each node's component (union-find by minimum, with path halving).
@@ -277,13 +236,13 @@ def connected_components(node_ids, left, right):
         if left.shape[0] > 0:
             raise ValueError("connected_components: an edge references a node id not in node_ids")
         return out
-    starts, shift = _bucket_starts(node_ids)
+    starts, shift = bucket_starts(node_ids)
     # parent[x] <= x always holds: a root is the smallest index of its set, and both the union
     # (larger root under smaller root) and path halving only ever point a node further down.
     parent = np.arange(n)
     for e in range(left.shape[0]):
-        a = _node_index(node_ids, starts, shift, left[e])
-        b = _node_index(node_ids, starts, shift, right[e])
+        a = index_of(node_ids, starts, shift, left[e])
+        b = index_of(node_ids, starts, shift, right[e])
         if a < 0 or b < 0:
             raise ValueError("connected_components: an edge references a node id not in node_ids")
         root_a = _find_root(parent, a)

@@ -1,0 +1,72 @@
+"""Finding values in a sorted array of ids: a bucket index over the ids' values, then a binary
+search inside one small bucket.
+
+The national night's global passes join tens of millions of rows to a sorted column of the
+nation (My Number → shard, wallet → shard) without a hash table of the nation. A plain binary
+search over 125M ids costs about 27 cache misses per row: np.searchsorted took 11 s for 5M
+random ids against 10M (2 µs a row). The bucket index, built in one pass over the ids, costs a
+couple of misses; evenly spread ids (My Numbers, counters) put about one id in a bucket, and
+skewed ids only make buckets bigger, never a wrong answer.
+
+The twin of `positions` is np.searchsorted (tests/engine/test_sorted_index.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import int64, njit, prange, types
+
+Int64In = types.Array(types.int64, 1, "C", readonly=True)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def bucket_starts(ids):
+    """(starts, shift): ids whose (id − ids[0]) >> shift is b sit in ids[starts[b]:starts[b+1]].
+
+    `ids` sorted ascending (repeats allowed), not empty. At most len(ids) + 1 buckets.
+    """
+    n = ids.shape[0]
+    span = np.uint64(ids[n - 1] - ids[0])  # wraps to the right unsigned difference
+    shift = np.uint64(0)
+    while (span >> shift) >= np.uint64(n):
+        shift += np.uint64(1)
+    starts = np.empty(np.int64(span >> shift) + 2, dtype=np.int64)
+    bucket = 0
+    for i in range(n):
+        key = np.int64(np.uint64(ids[i] - ids[0]) >> shift)
+        while bucket <= key:
+            starts[bucket] = i
+            bucket += 1
+    starts[bucket:] = n
+    return starts, shift
+
+
+@njit(cache=True, nogil=True, inline="always")
+def index_of(ids, starts, shift, value):
+    """Index of the first `value` in the sorted `ids`, or -1 if it is not there."""
+    if value < ids[0] or value > ids[ids.shape[0] - 1]:
+        return -1
+    key = np.int64(np.uint64(value - ids[0]) >> shift)
+    lo = starts[key]
+    hi = starts[key + 1]
+    while lo < hi:  # binary search inside the bucket
+        mid = (lo + hi) >> 1
+        if ids[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == ids.shape[0] or ids[lo] != value:
+        return -1
+    return lo
+
+
+@njit(int64[::1](Int64In, Int64In), cache=True, parallel=True)
+def positions(sorted_ids, values):
+    """For each value, the index of its first occurrence in `sorted_ids` (ascending), or -1."""
+    out = np.full(values.shape[0], -1, dtype=np.int64)
+    if sorted_ids.shape[0] == 0:
+        return out
+    starts, shift = bucket_starts(sorted_ids)
+    for i in prange(values.shape[0]):
+        out[i] = index_of(sorted_ids, starts, shift, values[i])
+    return out

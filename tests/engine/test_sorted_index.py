@@ -1,0 +1,74 @@
+"""engine/sorted_index.py against its twin, np.searchsorted, and routing.lookup against the
+plain sorted-array join it replaced."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import sorted_index
+from pipelines import routing
+
+
+def twin_positions(sorted_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    if not len(sorted_ids):
+        return np.full(len(values), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
+    return np.where(sorted_ids[at] == values, at, -1)
+
+
+def twin_lookup(sorted_keys: np.ndarray, values: np.ndarray, keys: np.ndarray, default: int) -> np.ndarray:
+    if not len(sorted_keys):
+        return np.full(len(keys), default, dtype=values.dtype)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[at] == keys, values[at], default).astype(values.dtype)
+
+
+def layouts(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    return {
+        "my_numbers": rng.integers(10**11, 10**12, n),
+        "counter": np.arange(1, n + 1),
+        "repeats": rng.integers(0, max(n // 4, 1), n),
+        "skewed": np.concatenate([rng.integers(0, 50, n - 3), [10**15, 10**17, 2**62]]),
+        "extremes": np.concatenate([rng.integers(-(2**62), 2**62, n - 3),
+                                    [np.iinfo(np.int64).min, np.iinfo(np.int64).max, -1]]),
+        "one": np.full(n, 7),
+    }
+
+
+@pytest.mark.parametrize("layout", ["my_numbers", "counter", "repeats", "skewed", "extremes", "one"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_positions_match_searchsorted(layout: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ids = np.sort(layouts(rng, 5_000)[layout])
+    hits = ids[rng.integers(0, len(ids), 3_000)]
+    misses = rng.integers(ids.min() // 2 - 5, ids.max() // 2 * 2 + 5, 3_000) if layout != "extremes" else \
+        rng.integers(-(2**63), 2**63 - 1, 3_000)
+    values = np.concatenate([hits, misses, [ids[0], ids[-1], ids[0] - 1 if ids[0] > -(2**63) else ids[0]]])
+    rng.shuffle(values)
+    ids.flags.writeable = False
+    values.flags.writeable = False
+    got = sorted_index.positions(ids, values)
+    assert got.tolist() == twin_positions(ids, values).tolist()
+    assert (got[: len(hits)] >= -1).all()
+
+
+def test_positions_first_of_repeats_and_edges() -> None:
+    ids = np.array([-5, 3, 3, 3, 9, 9, 2**40], dtype=np.int64)
+    values = np.array([3, 9, -5, 2**40, 4, -6, 2**41, 0], dtype=np.int64)
+    assert sorted_index.positions(ids, values).tolist() == [1, 4, 0, 6, -1, -1, -1, -1]
+    assert sorted_index.positions(np.array([], dtype=np.int64), values).tolist() == [-1] * 8
+    assert sorted_index.positions(ids, np.array([], dtype=np.int64)).tolist() == []
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int64])
+def test_lookup_matches_the_sorted_array_join(dtype) -> None:
+    rng = np.random.default_rng(3)
+    keys = np.unique(rng.integers(10**11, 10**12, 20_000))
+    values = rng.integers(0, 26, len(keys)).astype(dtype)
+    wanted = np.concatenate([keys[rng.integers(0, len(keys), 10_000)], rng.integers(10**11, 10**12, 10_000), [-1]])
+    got = routing.lookup(keys, values, wanted, -1)
+    assert got.dtype == dtype
+    assert got.tolist() == twin_lookup(keys, values, wanted, -1).tolist()
+    empty = routing.lookup(np.array([], dtype=np.int64), np.array([], dtype=dtype), wanted, 0)
+    assert empty.dtype == dtype and (empty == 0).all()
