@@ -14,7 +14,7 @@ The twin of `positions` is np.searchsorted (tests/engine/test_sorted_index.py).
 from __future__ import annotations
 
 import numpy as np
-from numba import int64, njit, prange, types
+from numba import int64, njit, prange, types, uint32
 
 Int64In = types.Array(types.int64, 1, "C", readonly=True)
 
@@ -70,3 +70,65 @@ def positions(sorted_ids, values):
     for i in prange(values.shape[0]):
         out[i] = index_of(sorted_ids, starts, shift, values[i])
     return out
+
+
+RADIX_BITS = 11  # 2,048 counters a pass: they stay in the core's cache while rows are scattered
+
+
+@njit(uint32[::1](Int64In), cache=True, nogil=True)
+def _radix_argsort(keys):
+    """stable_argsort by least significant digit radix sort over the bits in which the keys
+    differ (keys − min): four passes for 12-digit My Numbers. Fewer than 2**32 keys."""
+    n = keys.shape[0]
+    order = np.arange(n, dtype=np.uint32)
+    if n < 2:
+        return order
+    low = keys.min()
+    span = np.uint64(keys.max() - low)
+    bits = 0
+    while bits < 64 and (span >> np.uint64(bits)) > np.uint64(0):
+        bits += 1
+    if bits == 0:
+        return order
+    digits = (bits + RADIX_BITS - 1) // RADIX_BITS
+    size = 1 << RADIX_BITS
+    mask = np.uint64(size - 1)
+    shifted = np.empty(n, dtype=np.uint64)
+    counts = np.zeros((digits, size), dtype=np.int64)
+    for i in range(n):  # one pass counts every digit
+        value = np.uint64(keys[i] - low)
+        shifted[i] = value
+        for d in range(digits):
+            counts[d, np.int64((value >> np.uint64(d * RADIX_BITS)) & mask)] += 1
+    spare_keys = np.empty(n, dtype=np.uint64)
+    spare_order = np.empty(n, dtype=np.uint32)
+    for d in range(digits):
+        shift = np.uint64(d * RADIX_BITS)
+        start = np.empty(size, dtype=np.int64)
+        total = 0
+        for b in range(size):
+            start[b] = total
+            total += counts[d, b]
+        for i in range(n):
+            b = np.int64((shifted[i] >> shift) & mask)
+            at = start[b]
+            start[b] = at + 1
+            spare_keys[at] = shifted[i]
+            spare_order[at] = order[i]
+        shifted, spare_keys = spare_keys, shifted
+        order, spare_order = spare_order, order
+    return order
+
+
+def stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """The stable ascending order of `keys` (np.argsort(keys, kind="stable")).
+
+    NumPy's stable argsort of 64-bit keys is a merge sort that finds runs: fast on keys nearly
+    in order (3.4 s for 125M counters), slow on random ones (45 s for 125M My Numbers on this
+    machine, against 14 s for the radix sort, which needs about 3 GB more at 125M: two copies
+    of the keys and of the order). Keys more than 1% out of order go to the radix sort.
+    """
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    if len(keys) < 2 or len(keys) >= 2**32 or np.count_nonzero(keys[1:] < keys[:-1]) < len(keys) // 100:
+        return np.argsort(keys, kind="stable")
+    return _radix_argsort(keys)

@@ -52,7 +52,7 @@ def lookup(sorted_keys: np.ndarray, values: np.ndarray, keys: np.ndarray, defaul
 def groups_of(keys: np.ndarray, order_hint: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows ordered by key (stable: rows of one key keep their order); the sorted order, the
     position where each key starts, and each row's group number in sorted order."""
-    order = np.argsort(keys, kind="stable") if order_hint is None else order_hint
+    order = sorted_index.stable_argsort(keys) if order_hint is None else order_hint
     ordered = keys[order]
     first = np.empty(len(ordered), dtype=bool)
     first[:1] = True
@@ -101,7 +101,7 @@ def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path
     not_head = column(residents, pl.col("is_head").fill_null(False).not_())
     by_head = np.argsort(not_head, kind="stable")
     del not_head
-    order, starts, group = groups_of(households, by_head[np.argsort(households[by_head], kind="stable")])
+    order, starts, group = groups_of(households, by_head[sorted_index.stable_argsort(households[by_head])])
     del by_head
     home_ids, home_shards = households[order[starts]], row_shard[order[starts]]
     shard_per_row = np.empty(rows, dtype=np.int16)
@@ -175,8 +175,8 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     rows = np.concatenate([p[ROW].to_numpy() for p in parts])
     died = np.concatenate([p["died_on"].to_numpy() for p in parts])
     del parts
-    by_row = np.argsort(rows, kind="stable")
-    order, starts, group = groups_of(numbers, by_row[np.argsort(numbers[by_row], kind="stable")])
+    by_row = sorted_index.stable_argsort(rows)
+    order, starts, group = groups_of(numbers, by_row[sorted_index.stable_argsort(numbers[by_row])])
     del by_row
     firsts = order[starts]
     unique, first_rows, first_died = numbers[firsts], rows[firsts], died[firsts]
@@ -185,7 +185,7 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     known_numbers, known_keys = known_frame["my_number"].to_numpy(), known_frame["person_key"].to_numpy()
     keys = lookup(known_numbers, known_keys, unique, 0)
     new = np.flatnonzero(keys == 0)
-    new = new[np.argsort(first_rows[new], kind="stable")]
+    new = new[sorted_index.stable_argsort(first_rows[new])]
     start = int(known_keys.max()) + 1 if len(known_keys) else 1
     keys[new] = np.arange(start, start + len(new), dtype=np.int64)
     table = pl.concat([known_frame, pl.DataFrame({"my_number": unique[new], "person_key": keys[new]})])
@@ -203,7 +203,7 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
         per_shard.append(pl.scan_parquet(path))
         offset += size
     del numbers, key_per_row
-    in_order = np.argsort(first_rows, kind="stable")
+    in_order = sorted_index.stable_argsort(first_rows)
     people = pl.DataFrame({
         "my_number": unique[in_order], "person_key": keys[in_order],
         "died_on": pl.Series(first_died[in_order]).replace(DIED_NULL, None).cast(pl.Date),

@@ -72,3 +72,23 @@ def test_lookup_matches_the_sorted_array_join(dtype) -> None:
     assert got.tolist() == twin_lookup(keys, values, wanted, -1).tolist()
     empty = routing.lookup(np.array([], dtype=np.int64), np.array([], dtype=dtype), wanted, 0)
     assert empty.dtype == dtype and (empty == 0).all()
+
+
+@pytest.mark.parametrize("layout", ["my_numbers", "counter", "repeats", "skewed", "extremes", "one"])
+def test_stable_argsort_matches_numpy(layout: str) -> None:
+    rng = np.random.default_rng(7)
+    keys = layouts(rng, 20_000)[layout]
+    rng.shuffle(keys)
+    keys.flags.writeable = False
+    assert sorted_index._radix_argsort(keys).tolist() == np.argsort(keys, kind="stable").tolist()
+    assert sorted_index.stable_argsort(keys).tolist() == np.argsort(keys, kind="stable").tolist()
+
+
+def test_stable_argsort_keeps_the_order_of_equal_keys_and_small_inputs() -> None:
+    keys = np.array([5, -1, 5, 5, -1, 0, 2**62, -(2**62), 5], dtype=np.int64)
+    assert sorted_index._radix_argsort(keys).tolist() == [7, 1, 4, 5, 0, 2, 3, 8, 6]
+    assert sorted_index.stable_argsort(keys).tolist() == [7, 1, 4, 5, 0, 2, 3, 8, 6]
+    for small in ([], [3], [2, 1], [1, 0, 1]):
+        arr = np.array(small, dtype=np.int64)
+        assert sorted_index._radix_argsort(arr).tolist() == np.argsort(arr, kind="stable").tolist()
+        assert sorted_index.stable_argsort(arr).tolist() == np.argsort(arr, kind="stable").tolist()
