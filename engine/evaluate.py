@@ -69,6 +69,24 @@ def _arrived_wallet_faults(truth: pl.DataFrame, inputs_dir: Path, run_date: date
     }
 
 
+def paid_once(truth: pl.DataFrame, holds: pl.DataFrame, households: pl.DataFrame, payouts: pl.DataFrame) -> dict:
+    """A household applying twice with one account is paid, once: flagged when its status is
+    paid and it has one payout. A household a check rightly holds (a hold the truth expects for
+    it, such as a namesake in another household) is not owed a payment tonight, so it is not a
+    miss; a household held for no planted reason still is."""
+    rightly_held = set()
+    for check, kinds in HOLD_CHECKS.items():
+        expected = truth.filter(pl.col("fault").is_in(kinds)).select("household_id")
+        rightly_held |= set(holds.filter(pl.col("reason") == check).join(expected, on="household_id", how="semi")
+                            ["household_id"].to_list())
+    twice = set(truth.filter(pl.col("fault") == "duplicate_application_same_account")["household_id"]
+                .drop_nulls().to_list()) - rightly_held
+    among_twice = pl.col("household_id").is_in(pl.Series(sorted(twice), dtype=pl.Int64).implode())
+    once = payouts.filter(among_twice).group_by("household_id").len().filter(pl.col("len") == 1)
+    paid = households.filter((pl.col("status") == "paid") & among_twice).join(once, on="household_id", how="semi")
+    return _score("paid_once", "paid", twice, set(paid["household_id"].to_list()))
+
+
 def evaluation(run_dir: Path, state_dir: Path, inputs_dir: Path) -> pl.DataFrame:
     """Precision and recall per check (one row each), computed from the written outputs."""
     truth_path = inputs_dir / "truth"
@@ -124,10 +142,5 @@ def evaluation(run_dir: Path, state_dir: Path, inputs_dir: Path) -> pl.DataFrame
         for check, arrived in _arrived_wallet_faults(truth, inputs_dir, run_date, cycles).items():
             flagged = set(wallet_holds.filter(pl.col("reason") == check)["wallet_id"].to_list())
             rows.append(_score(check, "wallet hold", arrived, flagged))
-    # a household applying twice with one account is paid, once
-    twice = truth_of("duplicate_application_same_account")
-    among_twice = pl.col("household_id").is_in(pl.Series(sorted(twice), dtype=pl.Int64).implode())
-    once = payouts.filter(among_twice).group_by("household_id").len().filter(pl.col("len") == 1)
-    paid_once = households.filter((pl.col("status") == "paid") & among_twice).join(once, on="household_id", how="semi")
-    rows.append(_score("paid_once", "paid", twice, set(paid_once["household_id"].to_list())))
+    rows.append(paid_once(truth, holds, households, payouts))
     return pl.DataFrame(rows, schema=EVALUATION)
