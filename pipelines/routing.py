@@ -233,7 +233,7 @@ def route_points(scanned: dict, people: People, n: int, work: Path) -> list[dict
     transactions = scanned["transactions"][0]
     ids = column(transactions, pl.col("transaction_id").fill_null(-1))
     ordered = np.sort(ids)
-    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    repeated = sorted_index.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     del ids, ordered
     # a duplicated transaction_id: every copy where its first copy goes (the duplicate rule)
     firsts = (

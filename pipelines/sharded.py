@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from engine import checks, identity, ledger, outputs, payout, settlement, state, validate
+from engine import checks, identity, ledger, outputs, payout, settlement, sorted_index, state, validate
 from engine.config import RunConfig
 from engine.errors import ReconciliationError
 from pipelines import night_steps as steps
@@ -144,10 +144,10 @@ def across_households(work: Path, n: int, cfg: RunConfig) -> tuple[pl.DataFrame,
     # only the numbers and accounts that occur more than once can be shared: found by sorting
     # one column of the nation, then the checks run on those rows alone
     numbers = np.sort(routing.column(members, pl.col("my_number")))
-    repeated = pl.Series(np.unique(numbers[1:][numbers[1:] == numbers[:-1]])).implode()
+    repeated = pl.Series(sorted_index.unique(numbers[1:][numbers[1:] == numbers[:-1]])).implode()
     del numbers
     hashes = np.sort(routing.column(resolved, pl.col("__account").hash(seed=7)))
-    shared = pl.Series(np.unique(hashes[1:][hashes[1:] == hashes[:-1]])).implode()
+    shared = pl.Series(sorted_index.unique(hashes[1:][hashes[1:] == hashes[:-1]])).implode()
     del hashes
     found = [
         checks.double_registrations(members.filter(pl.col("my_number").is_in(repeated)))

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine import schemas
+from engine import schemas, sorted_index
 from engine.synth import tables
 from engine.synth.population import NO_DAY, SECOND_NUMBER_KEY_OFFSET, Households, People, my_numbers, wrong_check_digits
 
@@ -104,7 +104,7 @@ def _grouped_distinct(groups: np.ndarray, values: np.ndarray, group_sizes: np.nd
     if values.size == 0:
         return np.ones(group_sizes.size, dtype=bool)
     span = values.max() + 1
-    keys = np.unique(groups * span + values)
+    keys = sorted_index.unique(groups * span + values)
     return np.bincount(keys // span, minlength=group_sizes.size) == group_sizes
 
 

@@ -92,3 +92,11 @@ def test_stable_argsort_keeps_the_order_of_equal_keys_and_small_inputs() -> None
         arr = np.array(small, dtype=np.int64)
         assert sorted_index._radix_argsort(arr).tolist() == np.argsort(arr, kind="stable").tolist()
         assert sorted_index.stable_argsort(arr).tolist() == np.argsort(arr, kind="stable").tolist()
+
+
+@pytest.mark.parametrize("layout", ["my_numbers", "counter", "repeats", "skewed", "extremes", "one"])
+def test_unique_matches_numpy(layout: str) -> None:
+    values = layouts(np.random.default_rng(11), 10_000)[layout]
+    assert sorted_index.unique(values).tolist() == np.unique(values).tolist()
+    for small in ([], [4], [4, 4], [5, 1]):
+        assert sorted_index.unique(np.array(small, dtype=np.int64)).tolist() == np.unique(small).tolist()
