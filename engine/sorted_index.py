@@ -146,3 +146,9 @@ def unique(values: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
     return ordered[keep]
+
+
+def repeated(values: np.ndarray) -> np.ndarray:
+    """The distinct values that occur more than once, ascending (one sort of the column)."""
+    ordered = np.sort(values)
+    return unique(ordered[1:][ordered[1:] == ordered[:-1]])

@@ -231,10 +231,7 @@ def route_points(scanned: dict, people: People, n: int, work: Path) -> list[dict
     home_ids, home_shards = home["wallet_id"].fill_null(-1).to_numpy(), home[SHARD].to_numpy()
     del home
     transactions = scanned["transactions"][0]
-    ids = column(transactions, pl.col("transaction_id").fill_null(-1))
-    ordered = np.sort(ids)
-    repeated = sorted_index.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    del ids, ordered
+    repeated = sorted_index.repeated(column(transactions, pl.col("transaction_id").fill_null(-1)))
     # a duplicated transaction_id: every copy where its first copy goes (the duplicate rule)
     firsts = (
         transactions.filter(pl.col("transaction_id").is_in(pl.Series(repeated).implode()))

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from engine import checks, identity, ledger, outputs, payout, settlement, sorted_index, state, validate
@@ -143,12 +142,9 @@ def across_households(work: Path, n: int, cfg: RunConfig) -> tuple[pl.DataFrame,
         payout.account_label().alias("__account"))
     # only the numbers and accounts that occur more than once can be shared: found by sorting
     # one column of the nation, then the checks run on those rows alone
-    numbers = np.sort(routing.column(members, pl.col("my_number")))
-    repeated = pl.Series(sorted_index.unique(numbers[1:][numbers[1:] == numbers[:-1]])).implode()
-    del numbers
-    hashes = np.sort(routing.column(resolved, pl.col("__account").hash(seed=7)))
-    shared = pl.Series(sorted_index.unique(hashes[1:][hashes[1:] == hashes[:-1]])).implode()
-    del hashes
+    repeated = pl.Series(sorted_index.repeated(routing.column(members, pl.col("my_number")))).implode()
+    shared = pl.Series(sorted_index.repeated(
+        routing.column(resolved, pl.col("__account").hash(seed=7)))).implode()
     found = [
         checks.double_registrations(members.filter(pl.col("my_number").is_in(repeated)))
         .select("household_id", "evidence", "reason").collect(),

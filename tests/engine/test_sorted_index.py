@@ -18,10 +18,8 @@ def twin_positions(sorted_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def twin_lookup(sorted_keys: np.ndarray, values: np.ndarray, keys: np.ndarray, default: int) -> np.ndarray:
-    if not len(sorted_keys):
-        return np.full(len(keys), default, dtype=values.dtype)
-    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    return np.where(sorted_keys[at] == keys, values[at], default).astype(values.dtype)
+    at = twin_positions(sorted_keys, keys)
+    return np.where(at >= 0, values[np.maximum(at, 0)] if len(values) else default, default).astype(values.dtype)
 
 
 def layouts(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -100,3 +98,10 @@ def test_unique_matches_numpy(layout: str) -> None:
     assert sorted_index.unique(values).tolist() == np.unique(values).tolist()
     for small in ([], [4], [4, 4], [5, 1]):
         assert sorted_index.unique(np.array(small, dtype=np.int64)).tolist() == np.unique(small).tolist()
+
+
+def test_repeated_matches_numpy() -> None:
+    values = layouts(np.random.default_rng(5), 10_000)["repeats"]
+    distinct, counts = np.unique(values, return_counts=True)
+    assert sorted_index.repeated(values).tolist() == distinct[counts > 1].tolist()
+    assert sorted_index.repeated(np.array([3, 1, 2], dtype=np.int64)).tolist() == []
