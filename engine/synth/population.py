@@ -6,6 +6,7 @@ household order (head first). Strings are indices into `vocabulary`; dates are d
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from engine import kernels, schemas
+from engine import identity, kernels, schemas
 from engine.synth import tables, vocabulary
 
 NO_DAY = np.iinfo(np.int32).min  # stands for a null date until the frame is built
@@ -204,11 +205,48 @@ def people(rng: np.random.Generator, residents: int, first_key: int, seed: int) 
     return register, households
 
 
+@functools.cache
+def name_key_ids() -> tuple[np.ndarray, np.ndarray]:
+    """For each surname and each given-name spelling of the vocabulary (the kana the residents
+    file gets: `surname_katakana`, `given_with_near_katakana`), a small integer id of its
+    matching key, `identity.name_key`: equal ids are names the fuzzy identity check reads as one.
+
+    The key is computed once over the vocabulary (1,771 surnames, 18,926 given-name spellings),
+    never per row; ids number the distinct keys in sorted order, so they do not depend on the run.
+    """
+    names = vocabulary.names()
+
+    def ids(katakana: pl.Series) -> np.ndarray:
+        keys = katakana.to_frame("kana").select(identity.name_key(pl.col("kana")).rank("dense") - 1)
+        return keys.to_series().to_numpy().astype(np.int64)
+
+    return ids(names.surname_katakana), ids(names.given_with_near_katakana)
+
+
+BIRTH_DAY_SPAN = 2**16  # birth days since 1970 in [-2**15, 2**15): 1880-04-14 to 2059-09-18
+
+
 def identity_keys(register: People) -> np.ndarray:
-    """One int64 per row packing (family name, given-name reading, birth date): equal keys are
-    equal kana names born the same day. 11 + 15 + 16 bits."""
-    reading = vocabulary.names().given_reading[register.given_name]
-    return (register.surname * 2**15 + reading) * 2**16 + (register.birth_on.astype(np.int64) + 2**15)
+    """One int64 per row packing (family-name key, given-name key, birth date, sex): equal keys
+    are rows the fuzzy identity check puts in one block with names equal once normalised
+    (`identity.name_key`: ゴトウ and コトウ, ユウタ and ユータ are one name).
+
+    Mixed radix over the vocabulary's distinct keys (1,738 family, 8,569 given), 2**16 days and
+    2 sexes: about 2**42, checked against int64.
+    """
+    family_ids, given_ids = name_key_ids()
+    family_count, given_count = int(family_ids.max()) + 1, int(given_ids.max()) + 1
+    if family_count * given_count * BIRTH_DAY_SPAN * 2 > np.iinfo(np.int64).max:
+        msg = (f"identity keys overflow int64: {family_count} family keys x {given_count} given keys "
+               f"x {BIRTH_DAY_SPAN} days x 2 sexes")
+        raise OverflowError(msg)
+    birth_day = register.birth_on.astype(np.int64) + BIRTH_DAY_SPAN // 2
+    if birth_day.size and (birth_day.min() < 0 or birth_day.max() >= BIRTH_DAY_SPAN):
+        msg = (f"birth days {register.birth_on.min()}..{register.birth_on.max()} (days since 1970) "
+               f"do not fit the identity key's {BIRTH_DAY_SPAN} days")
+        raise OverflowError(msg)
+    name = family_ids[register.surname] * given_count + given_ids[register.given_name]
+    return (name * BIRTH_DAY_SPAN + birth_day) * 2 + register.is_female
 
 
 def dates(days: np.ndarray) -> pl.Series:

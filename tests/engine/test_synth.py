@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jaconv
 import numpy as np
 import polars as pl
 import pytest
 
-from engine import kernels
+from engine import identity, kernels
 from engine.synth import banking, faults, points, population, tables, vocabulary
 
 
@@ -228,3 +230,61 @@ def test_truth_rows_fill_absent_ids_with_null() -> None:
     frame = faults.truth_rows("unknown_bank", "accounts", np.array([1, 2]), np.array([3, 4]))
     assert frame.schema == faults.schemas.TRUTH_FAULTS.schema
     assert frame["wallet_id"].null_count() == 2
+
+
+# --- namesakes: the truth of what the fuzzy identity check holds without a planted fault ---------
+
+BIRTH_DAY = 0  # 1970-01-01
+
+
+def register_of(*rows: tuple[int, str, str, int, str]) -> population.People:
+    """Register rows (person_key, family kana, given kana, birth day, sex) as a People value; the
+    kana are looked up in the vocabulary, as the spellings the residents file gets."""
+    names = vocabulary.names()
+    surnames, given_names = names.surname_katakana.to_list(), names.given_with_near_katakana.to_list()
+    person_key, family, given, birth_on, sex = zip(*rows)
+    empty = population.People(**{field.name: np.zeros(len(rows), dtype=np.int64)
+                                 for field in dataclasses.fields(population.People)})
+    return dataclasses.replace(
+        empty,
+        person_key=np.array(person_key, dtype=np.int64),
+        surname=np.array([surnames.index(name) for name in family], dtype=np.int64),
+        given_name=np.array([given_names.index(name) for name in given], dtype=np.int64),
+        birth_on=np.array(birth_on, dtype=np.int32),
+        is_female=np.array([s == "F" for s in sex]),
+    )
+
+
+def test_identity_keys_are_equal_exactly_when_the_check_reads_one_name() -> None:
+    rng = np.random.default_rng(8)
+    register, households = population.people(rng, 20_000, 0, 8)
+    names = vocabulary.names()
+    surnames, given_names = names.surname_katakana.to_list(), names.given_with_near_katakana.to_list()
+    # few names and days, so keys repeat; pairs one voiced mark apart (ナカジマ, ナガシマ), a
+    # reading of both sexes (アイ), a near spelling (タロー)
+    family = [surnames.index(name) for name in ("ナカジマ", "ナガシマ", "オカダ", "オガタ", "サトウ")]
+    given = [given_names.index(name) for name in ("アイシ", "アイジ", "タロウ", "タロー")]
+    given += [names.male_given_count + names.given_katakana[names.male_given_count:].to_list().index("アイ")]
+    size = len(register)
+    register = dataclasses.replace(
+        register,
+        surname=rng.choice(family, size), given_name=rng.choice(given, size),
+        birth_on=rng.integers(BIRTH_DAY, BIRTH_DAY + 2, size).astype(np.int32),
+    )
+    residents = population.residents(register, households).select(
+        "birth_date", "sex",
+        family_key=identity.name_key(pl.col("family_name_kana")),
+        given_key=identity.name_key(pl.col("given_name_kana")),
+        identity_key=population.identity_keys(register),
+    )
+    check_key = ["family_key", "given_key", "birth_date", "sex"]
+    groups = residents.select(pl.struct(check_key).n_unique().alias("check"), pl.col("identity_key").n_unique(),
+                              pl.struct(*check_key, "identity_key").n_unique().alias("both"))
+    assert groups.row(0) == (groups["both"][0],) * 3
+    assert groups["both"][0] == 3 * 3 * 2 * 2  # family keys, given keys, days, sexes
+
+
+def test_identity_keys_refuse_a_birth_day_they_cannot_pack() -> None:
+    too_late = population.BIRTH_DAY_SPAN // 2
+    with pytest.raises(OverflowError, match="birth days"):
+        population.identity_keys(register_of((1, "サトウ", "タロウ", too_late, "M")))
