@@ -53,7 +53,7 @@ class ChunkDatasets:
     wallets: pl.DataFrame
     transactions: pl.DataFrame
     truth: pl.DataFrame
-    identities: pl.DataFrame  # identity_key, my_number, household_id: to find namesakes across chunks
+    identities: pl.DataFrame  # identity_key, person_key, my_number, household_id: to find namesakes across chunks
 
 
 def chunk_residents(residents: int, chunk_households: int) -> list[int]:
@@ -87,6 +87,7 @@ def chunk_datasets(seed: int, chunk_index: int, chunks: int, residents: int, fir
         truth=truth.select(schemas.TRUTH_FAULTS.schema.names()),
         identities=pl.DataFrame({
             "identity_key": population.identity_keys(planted.register),
+            "person_key": planted.register.person_key,
             "my_number": planted.register.my_number,
             "household_id": households.household_id[planted.register.household],
         }),
@@ -154,7 +155,7 @@ def generate(residents: int, seed: int, out: Path, rates: FaultRates | None = No
     for chunk_rows, _ in results:
         rows.update(chunk_rows)
     planted = pl.concat([chunk.truth for _, chunk in results])
-    namesakes = faults.coincidental_namesakes(pl.concat([chunk.identities for _, chunk in results]), planted)
+    namesakes = faults.coincidental_namesakes(pl.concat([chunk.identities for _, chunk in results]))
     truth = pl.concat([planted, namesakes]).sort(
         "fault", "household_id", "my_number", "application_id", "wallet_id", "transaction_id", nulls_last=True)
     write(truth, out / "truth" / "faults.parquet")

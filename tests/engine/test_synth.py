@@ -255,6 +255,24 @@ def register_of(*rows: tuple[int, str, str, int, str]) -> population.People:
     )
 
 
+def identities_of(*rows: tuple[int, int, str, str, int, str]) -> pl.DataFrame:
+    """The identities frame pipelines/generate.py builds, for rows (person_key, household_id,
+    family kana, given kana, birth day, sex); one person key, one My Number."""
+    register = register_of(*[(key, *rest) for key, _, *rest in rows])
+    return pl.DataFrame({
+        "identity_key": population.identity_keys(register),
+        "person_key": register.person_key,
+        "my_number": population.my_numbers(register.person_key, 0),
+        "household_id": np.array([household for _, household, *_ in rows], dtype=np.int64),
+    })
+
+
+def listed(namesakes: pl.DataFrame, identities: pl.DataFrame) -> set[tuple[int, int]]:
+    """(person_key, household_id) of the truth's rows."""
+    rows = namesakes.join(identities, on=["household_id", "my_number"])
+    return set(zip(rows["person_key"], rows["household_id"]))
+
+
 def test_identity_keys_are_equal_exactly_when_the_check_reads_one_name() -> None:
     rng = np.random.default_rng(8)
     register, households = population.people(rng, 20_000, 0, 8)
@@ -288,3 +306,40 @@ def test_identity_keys_refuse_a_birth_day_they_cannot_pack() -> None:
     too_late = population.BIRTH_DAY_SPAN // 2
     with pytest.raises(OverflowError, match="birth days"):
         population.identity_keys(register_of((1, "サトウ", "タロウ", too_late, "M")))
+
+
+def test_namesakes_are_other_persons_of_the_same_sex_in_other_households() -> None:
+    offset = population.SECOND_NUMBER_KEY_OFFSET
+    identities = identities_of(
+        (1, 10, "ナカジマ", "アイシ", BIRTH_DAY, "M"),
+        (2, 20, "ナガシマ", "アイジ", BIRTH_DAY, "M"),  # equal once voiced marks are dropped
+        (3, 30, "ナカジマ", "アイシ", BIRTH_DAY, "F"),  # the other sex
+        (4, 31, "ナカジマ", "アイシ", BIRTH_DAY + 1, "M"),  # another day
+        (5, 40, "ヤマダ", "タロウ", BIRTH_DAY, "M"),
+        (6, 40, "ヤマダ", "タロウ", BIRTH_DAY, "M"),  # twins: one household
+        (7, 50, "サトウ", "ユウタ", BIRTH_DAY, "M"),
+        (offset + 7, 60, "サトウ", "ユータ", BIRTH_DAY, "M"),  # a planted fuzzy duplicate of 7
+        (8, 70, "サトウ", "ハナコ", BIRTH_DAY, "F"),
+        (8, 80, "サトウ", "ハナコ", BIRTH_DAY, "F"),  # one My Number in two households
+    )
+    namesakes = faults.coincidental_namesakes(identities)
+    assert namesakes.schema == faults.schemas.TRUTH_FAULTS.schema
+    assert set(namesakes["fault"]) == {"coincidental_namesake"}
+    assert listed(namesakes, identities) == {(1, 10), (2, 20)}
+
+
+def test_a_third_person_makes_namesakes_of_a_duplicate_listed_once() -> None:
+    offset = population.SECOND_NUMBER_KEY_OFFSET
+    identities = identities_of(
+        (7, 50, "サトウ", "ユウタ", BIRTH_DAY, "M"),
+        (offset + 7, 60, "サトウ", "ユータ", BIRTH_DAY, "M"),
+        (9, 55, "サトウ", "ユウタ", BIRTH_DAY, "M"),  # a namesake of 7 and of 7's second registration
+        (8, 80, "サトウ", "ハナコ", BIRTH_DAY, "F"),
+        (8, 70, "サトウ", "ハナコ", BIRTH_DAY, "F"),
+        (10, 75, "サトウ", "ハナコ", BIRTH_DAY, "F"),  # 8 is listed once, in its smallest household
+        (11, 100, "ヤマダ", "タロウ", BIRTH_DAY, "M"),
+        (11, 110, "ヤマダ", "タロウ", BIRTH_DAY, "M"),
+        (12, 100, "ヤマダ", "タロウ", BIRTH_DAY, "M"),  # 11's smallest household is 12's own
+    )
+    assert listed(faults.coincidental_namesakes(identities), identities) == {
+        (7, 50), (offset + 7, 60), (9, 55), (8, 70), (10, 75), (11, 110), (12, 100)}

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from engine import kernels, schemas
+from engine import identity, kernels, schemas
 from engine.synth import faults, tables
 from pipelines.generate import FaultRates, GenerateReport, generate
 
@@ -122,13 +122,28 @@ def test_my_numbers_valid_and_unique_except_planted(generated) -> None:
     assert residents["household_id"].is_not_null().all()
 
 
-def test_persons_sharing_name_and_birth_date_are_all_in_the_truth(generated) -> None:
+def test_persons_sharing_name_key_birth_date_and_sex_across_households_are_all_in_the_truth(generated) -> None:
+    """The truth's namesakes are the pairs the fuzzy identity check matches: names equal once
+    normalised for matching (identity.name_key), one birth date, one sex, two households."""
     out, _ = generated
-    residents = read(out, "residents")
-    key = ["family_name_kana", "given_name_kana", "birth_date"]
-    shared = residents.unique(["my_number", *key]).filter(pl.len().over(key) > 1)
-    truth = pl.concat([truth_of(out, "fuzzy_duplicate_person"), truth_of(out, "coincidental_namesake")])
-    assert set(zip(shared["household_id"], shared["my_number"])) <= set(zip(truth["household_id"], truth["my_number"]))
+    key = ["family_key", "given_key", "birth_date", "sex"]
+    residents = read(out, "residents").select(
+        "household_id", "my_number", "birth_date", "sex",
+        family_key=identity.name_key(pl.col("family_name_kana")),
+        given_key=identity.name_key(pl.col("given_name_kana")),
+    )
+    pairs = residents.join(residents, on=key, suffix="_other").filter(
+        (pl.col("my_number") != pl.col("my_number_other")) & (pl.col("household_id") != pl.col("household_id_other")))
+    partners = pairs.group_by("household_id", "my_number").agg(partners=pl.col("my_number_other").n_unique())
+    namesakes = truth_of(out, "coincidental_namesake")
+    fuzzy = truth_of(out, "fuzzy_duplicate_person")
+    assert namesakes.height > 0
+    # every listed row has such a partner, and a planted fuzzy duplicate one besides its twin
+    listed = namesakes.join(partners, on=["household_id", "my_number"], how="left")
+    assert listed["partners"].is_not_null().all()
+    assert (listed.join(fuzzy, on=["household_id", "my_number"], how="semi")["partners"] >= 2).all()
+    # every person with a partner is in the truth (a My Number in two households under one of them)
+    assert set(pairs["my_number"]) <= set(namesakes["my_number"]) | set(fuzzy["my_number"])
 
 
 def test_dates_are_in_order(generated) -> None:
