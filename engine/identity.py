@@ -25,15 +25,10 @@ BLOCKING_PASSES = (("birth_date", "sex", "family_key"), ("birth_date", "sex", "g
 
 
 def name_key(expr: pl.Expr) -> pl.Expr:
-    """Normalised kana for matching: Zengin normalisation, no spaces, the long vowel mark read
-    as ウ (ユー and ユウ, コー and コウ are one name written two ways), no voiced marks."""
-    return (
-        kana.normalize_kana_expr(expr)
-        .str.replace_all(" ", "", literal=True)
-        .str.replace_all("-", "ｳ", literal=True)
-        # voiced marks dropped: クキ and グキ, a keying or OCR slip (§1.4 F6), are one name
-        .str.replace_all("[ﾞﾟ]", "")
-    )
+    """Normalised kana for matching (`kana.matching_key`): Zengin normalisation, no spaces, the
+    long vowel mark read as ウ (ユー and ユウ, コー and コウ are one name written two ways), no
+    voiced marks (クキ and グキ, a keying or OCR slip, §1.4 F6, are one name)."""
+    return kana.matching_key_expr(expr)
 
 
 def identity_keys(members: pl.LazyFrame) -> pl.LazyFrame:

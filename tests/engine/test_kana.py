@@ -189,3 +189,39 @@ def test_bank_master_names_are_safe() -> None:
     ])
     unsafe = names.filter(~kana.is_zengin_safe_expr(pl.col("name")))
     assert unsafe["name"].head(5).to_list() == []
+
+
+# --- the matching key (identity matching reads names through it) ------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("ゴトウ", "ｺﾄｳ"), ("コトウ", "ｺﾄｳ"), ("ユーコ", "ﾕｳｺ"), ("ユウコ", "ﾕｳｺ"), ("サトー　タロウ", "ｻﾄｳﾀﾛｳ"),
+    ("ﾊﾟﾝ ﾀﾞ-", "ﾊﾝﾀｳ"), ("", ""), ("  ", ""), ("山田 ﾀﾞ", "山田ﾀ"),
+])
+def test_matching_key_examples(text: str, expected: str) -> None:
+    assert kana.matching_key(text) == expected
+    assert pl.select(kana.matching_key_expr(pl.lit(text, dtype=pl.String))).item() == expected
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_matching_key_expr_matches_scalar_and_the_string_replacements(seed: int) -> None:
+    """The kernel against the scalar reference, and against the three Polars replacements it
+    took the place of."""
+    names = random_names(100 + seed, 500)
+    frame = pl.DataFrame({"name": names})
+    got = frame.select(kana.matching_key_expr(pl.col("name")))["name"].to_list()
+    assert got == [kana.matching_key(name) for name in names]
+    replaced = frame.select(
+        kana.normalize_kana_expr(pl.col("name")).str.replace_all(" ", "", literal=True)
+        .str.replace_all("-", "ｳ", literal=True).str.replace_all("[ﾞﾟ]", "")
+    )["name"].to_list()
+    assert got == replaced
+
+
+def test_matching_key_expr_on_a_slice_with_nulls_and_in_a_streaming_query() -> None:
+    s = pl.Series("name", [None, "ア", "  ｶﾞ  ｷﾞ ", None, "𠮷ｳﾞ", "ﾞｱ", "--", "㍿" * 100] * 3).slice(2, 18)
+    got = s.to_frame().select(kana.matching_key_expr(pl.col("name"))).to_series()
+    assert got.to_list() == [None if x is None else kana.matching_key(x) for x in s.to_list()]
+    names = random_names(78, 2_000) * 40
+    streamed = pl.LazyFrame({"name": names}).select(kana.matching_key_expr(pl.col("name"))).collect(engine="streaming")
+    expected = {name: kana.matching_key(name) for name in set(names)}
+    assert streamed["name"].to_list() == [expected[name] for name in names]
