@@ -324,7 +324,8 @@ def coincidental_namesakes(identities: pl.DataFrame) -> pl.DataFrame:
 
     The truth knows nothing of the night: a namesake the night does not see as an eligible member
     (died, moved out or born after the basis date, an invalid My Number), or one whose household is
-    not payable, is listed though the check cannot hold it (13 households at 10M residents).
+    not payable, is listed though the check cannot hold it (at 10M residents 16 rows, 14 of them
+    persons who died after the basis date).
 
     One sort of the keys finds the repeated ones (no hash table of all rows: 125M nationally);
     only the rows with a repeated key (under 1%) are compared further.
