@@ -6,6 +6,10 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+from engine import allocator
+
+allocator.configure()  # before anything loads Polars: jemalloc reads its setting once
+
 import sys
 import time
 from datetime import date
