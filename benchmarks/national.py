@@ -127,6 +127,9 @@ def _current_stage(stage_log: Path | None) -> str | None:
 def night_child(inputs: Path, state: Path, out: Path, run_date: date, stage_log: Path, shards: int | None) -> None:
     """The night as `python -m engine.cli run` runs it (engine.cli.run_night), with a stage log."""
     sys.path.insert(0, str(ROOT))
+    from engine import allocator
+
+    allocator.configure()  # as `kyufu` does, before Polars loads
     from engine.config import load_config
     from pipelines import nightly
 
@@ -151,7 +154,8 @@ def cached_inputs(residents: int, seed: int) -> Path | None:
 
 
 def generate_measured(residents: int, seed: int, out: Path) -> dict:
-    code = ("import sys; from pathlib import Path; sys.path.insert(0, '.'); from pipelines import generate; "
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, '.'); from engine import allocator; "
+            "allocator.configure(); from pipelines import generate; "
             f"generate.generate({residents}, {seed}, Path({str(out)!r}), workers=2)")
     result = run_measured([sys.executable, "-c", code])
     if result["exit_code"]:
@@ -200,13 +204,16 @@ def machine() -> dict:
     import numba
     import polars
 
+    from engine import allocator
+
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
     mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                   if line.startswith("MemTotal"))
     return {"nproc": os.cpu_count(), "cpu": model, "memory_gib": round(mem_kb / 2**20, 1),
             "python": platform.python_version(), "polars": polars.__version__, "duckdb": duckdb.__version__,
-            "numba": numba.__version__, "os": platform.platform(), "date": datetime.now().strftime("%Y-%m-%d %H:%M")}
+            "numba": numba.__version__, "os": platform.platform(), "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "allocator": allocator.setting()}  # what the night's child runs with
 
 
 # ---- RESULTS.md ------------------------------------------------------------------------------------
@@ -322,6 +329,7 @@ def write_results(path: Path, info: dict, n: int, section: str) -> None:
     mach = ("<!-- machine -->\n## Machine\n\n"
             f"{info['nproc']} cores ({info['cpu']}), {info['memory_gib']} GiB memory; {info['os']}; Python "
             f"{info['python']}, Polars {info['polars']}, DuckDB {info['duckdb']}, numba {info['numba']}; "
+            f"Polars' jemalloc `{info['allocator']}`; "
             f"last run {info['date']}.\n<!-- /machine -->")
     if "<!-- machine -->" in text:
         text = re.sub(r"<!-- machine -->.*?<!-- /machine -->", lambda _: mach, text, flags=re.S)

@@ -47,6 +47,22 @@ def test_an_operators_setting_is_kept() -> None:
     assert done.stdout.strip() == "dirty_decay_ms:0"
 
 
+def test_polars_own_setting_is_the_one_the_module_knows() -> None:
+    # a Polars upgrade that changes its setting must update POLARS_SETTING (an inherited value)
+    env = {k: v for k, v in _env().items() if k != "POLARS_THP"}
+    done = _python(f"import os, polars; print(os.environ['{allocator.VARIABLE}'])", env)
+    assert done.stdout.strip() == allocator.POLARS_SETTING
+
+
+def test_a_value_polars_set_in_a_parent_process_is_not_an_operators() -> None:
+    code = f"import os, engine.cli; print(os.environ['{allocator.VARIABLE}'])"
+    inherited = _python(code, _env(**{allocator.VARIABLE: allocator.POLARS_SETTING}))
+    assert inherited.stdout.strip() == allocator.NIGHT
+    # a parent that ran with an operator's value passes it on behind Polars' own
+    passed_on = _python(code, _env(**{allocator.VARIABLE: f"{allocator.POLARS_SETTING},dirty_decay_ms:0"}))
+    assert passed_on.stdout.strip() == "dirty_decay_ms:0"
+
+
 def test_configure_says_when_it_is_too_late(monkeypatch) -> None:
     import polars  # noqa: F401  (loaded in this test process)
 
