@@ -6,14 +6,15 @@ to its own setting, which returns freed memory to the kernel after 0.5 s (dirty 
 (muzzy pages), followed by any value already there (later options win). A night frees and
 allocates the same few gigabytes query after query, so with Polars' setting many of its
 allocations are fresh pages that the kernel must fault in and zero: on the 10M night,
-`/usr/bin/time -v` counted 11-18 million minor page faults and 57-86 s of system time, a
+`/usr/bin/time -v` counted 17-18 million minor page faults and 77-86 s of system time, a
 quarter of the night's CPU.
 
 NIGHT keeps freed pages for 5 s before returning them, so that the next queries reuse them, and
-backs jemalloc's memory with transparent huge pages (2 MB pages: 512 times fewer faults, fewer
-TLB misses in the joins). Huge pages need the longer decay: with Polars' 0.5 s they are freed and
-faulted in again so often that the night got slower. Measured in benchmarks/RESULTS.md
-("Polars' allocator").
+backs jemalloc's memory with transparent huge pages (2 MB pages instead of 4 KB: fewer faults,
+fewer TLB misses). Huge pages need the longer decay: with Polars' 0.5 s they are freed and
+faulted in again so often that system time stayed as high as with Polars' setting alone. On the 10M night, alternated with Polars'
+setting: 2.7 million faults, 10% less wall time and 12% less CPU, 0.6 GB more peak memory
+(benchmarks/RESULTS.md, "Polars' allocator").
 
 An operator's own `_RJEM_MALLOC_CONF` wins. The value that Polars sets in a parent Python
 process, inherited by `kyufu`, is not an operator's: what follows Polars' setting in it is.
