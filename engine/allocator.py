@@ -12,9 +12,9 @@ quarter of the night's CPU.
 NIGHT keeps freed pages for 5 s before returning them, so that the next queries reuse them, and
 backs jemalloc's memory with transparent huge pages (2 MB pages instead of 4 KB: fewer faults,
 fewer TLB misses). Huge pages need the longer decay: with Polars' 0.5 s they are freed and
-faulted in again so often that system time stayed as high as with Polars' setting alone. On the 10M night, alternated with Polars'
-setting: 2.7 million faults, 10% less wall time and 12% less CPU, 0.6 GB more peak memory
-(benchmarks/RESULTS.md, "Polars' allocator").
+faulted in again so often that system time stayed as high as with Polars' setting alone. On
+the 10M night, alternated with Polars' setting: 2.7 million faults, 10% less wall time and 12%
+less CPU, 0.6 GB more peak memory (benchmarks/RESULTS.md, "Polars' allocator").
 
 An operator's own `_RJEM_MALLOC_CONF` wins. The value that Polars sets in a parent Python
 process, inherited by `kyufu`, is not an operator's: what follows Polars' setting in it is.
