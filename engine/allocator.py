@@ -34,8 +34,7 @@ POLARS_SETTING = "dirty_decay_ms:500,muzzy_decay_ms:1000"  # polars/__init__.py,
 
 def setting() -> str:
     """What `configure()` sets: the operator's value, else NIGHT."""
-    given = os.environ.get(VARIABLE, "")
-    operator = given.removeprefix(POLARS_SETTING).lstrip(",") if given.startswith(POLARS_SETTING) else given
+    operator = os.environ.get(VARIABLE, "").removeprefix(POLARS_SETTING).lstrip(",")
     return operator or NIGHT
 
 
