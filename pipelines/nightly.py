@@ -33,7 +33,7 @@ import polars as pl
 from engine import (checks, entitle, ingest, kana, ledger, outputs, payout, reference, schemas, standing, state,
                     validate)
 from engine.config import RunConfig, config_as_dict
-from engine.errors import ConfigError, InputError, StateError
+from engine.errors import ConfigError, InputError, ReconciliationError, StateError
 from engine.ingest import ROW
 from pipelines import night_steps as steps
 
@@ -403,10 +403,18 @@ def note_validation(report: RunReport, rows: dict[str, int], summary: pl.DataFra
 
 def entitled(v: Validated, keys: pl.LazyFrame, paid_elsewhere: pl.LazyFrame, cfg: RunConfig,
              work: Path) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
-    """Entitle: members (eligibility, counted), households (yen), payees; checkpointed."""
+    """Entitle: members (eligibility, counted), households (yen), payees; checkpointed.
+
+    `keys`: (my_number, person_key), joined to the valid residents; or, from a sharded night's
+    person-key pass, (ROW, person_key) of each valid resident in row order, set beside them
+    (routing.keyed_residents)."""
+    if "my_number" in keys.collect_schema():
+        residents = v.valid_residents.join(keys, on="my_number", how="left", maintain_order="left")
+    else:
+        residents = keyed_residents(v.valid_residents, keys)
     members = steps.sink(
         entitle.eligible_members(
-            v.valid_residents.join(keys, on="my_number", how="left", maintain_order="left"),
+            residents,
             entitle.declined_members(v.usable_applications),
             cfg.benefit,
         ).pipe(entitle.without_paid_elsewhere, paid_elsewhere),
@@ -416,6 +424,22 @@ def entitled(v: Validated, keys: pl.LazyFrame, paid_elsewhere: pl.LazyFrame, cfg
                             work / "03_entitle" / "households.parquet")
     payees = steps.sink(entitle.payees(members), work / "03_entitle" / "payees.parquet")
     return members, households, payees
+
+
+def keyed_residents(residents: pl.LazyFrame, keys: pl.LazyFrame) -> pl.LazyFrame:
+    """`residents` with the person_key of `keys` (ROW, person_key: one row per resident, in the
+    same order) set beside each row: no join. The rows are checked to be the same, in the same
+    order, before they are trusted (a check of two integer columns)."""
+    pair = pl.concat([residents.select(ROW), keys.select(pl.col(ROW).alias("__key_row"))], how="horizontal")
+    try:
+        mismatched = pair.filter(pl.col(ROW).ne_missing(pl.col("__key_row"))).select(pl.len()).collect().item()
+        differ = f"{mismatched} rows differ"
+    except pl.exceptions.ShapeError:
+        mismatched, differ = 1, "their row counts differ"
+    if mismatched:
+        msg = f"the person keys do not line up with the valid residents ({differ}); nothing was published"
+        raise ReconciliationError(msg)
+    return pl.concat([residents, keys.select("person_key")], how="horizontal")
 
 
 @dataclass

@@ -166,8 +166,9 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
                 ) -> tuple[pl.DataFrame, list[pl.LazyFrame], list[pl.LazyFrame], People]:
     """nightly.person_keys over the whole nation, in sorted arrays: known numbers keep their
     key, new numbers get the next keys in order of first appearance in the register. Returns
-    the persons table, each shard's keys, the persons of each points shard (person_key % n:
-    My Number, person_key, died_on as on the person's first row) and the sorted people."""
+    the persons table, each shard's keys (ROW and person_key of its valid residents, in their
+    order), the persons of each points shard (person_key % n: My Number, person_key, died_on
+    as on the person's first row) and the sorted people."""
     parts = [frame.select("my_number", ROW, pl.col("died_on").cast(pl.Int32).fill_null(DIED_NULL)).collect()
              for frame in valid]
     sizes = [p.height for p in parts]
@@ -180,7 +181,7 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     del by_row
     firsts = order[starts]
     unique, first_rows, first_died = numbers[firsts], rows[firsts], died[firsts]
-    del rows, died, firsts
+    del numbers, died, firsts
     known_frame = known.select("my_number", "person_key").sort("my_number").collect()
     known_numbers, known_keys = known_frame["my_number"].to_numpy(), known_frame["person_key"].to_numpy()
     keys = lookup(known_numbers, known_keys, unique, 0)
@@ -190,19 +191,21 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     keys[new] = np.arange(start, start + len(new), dtype=np.int64)
     table = pl.concat([known_frame, pl.DataFrame({"my_number": unique[new], "person_key": keys[new]})])
     del known_frame, known_numbers, known_keys
-    key_per_row = np.empty(len(numbers), dtype=np.int64)
+    key_per_row = np.empty(len(rows), dtype=np.int64)
     key_per_row[order] = keys[group]
     del order, starts, group
+    # each shard's keys row by row, in the order of its valid residents: entitle sets them
+    # beside the residents instead of joining them back by My Number (nightly.keyed_residents)
     folder = work / "keys"
     folder.mkdir(parents=True, exist_ok=True)
     per_shard, offset = [], 0
     for shard, size in enumerate(sizes):
         path = folder / f"{shard}.parquet"
-        pl.DataFrame({"my_number": numbers[offset:offset + size], "person_key": key_per_row[offset:offset + size]}) \
-            .unique("my_number", keep="first", maintain_order=True).write_parquet(path, compression=steps.CHECKPOINT_COMPRESSION)
+        pl.DataFrame({ROW: rows[offset:offset + size], "person_key": key_per_row[offset:offset + size]}) \
+            .write_parquet(path, compression=steps.CHECKPOINT_COMPRESSION)
         per_shard.append(pl.scan_parquet(path))
         offset += size
-    del numbers, key_per_row
+    del key_per_row, rows
     in_order = sorted_index.stable_argsort(first_rows)
     people = pl.DataFrame({
         "my_number": unique[in_order], "person_key": keys[in_order],

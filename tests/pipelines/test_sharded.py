@@ -164,3 +164,18 @@ def test_the_shard_count_follows_the_register_and_the_memory() -> None:
     assert shards_for(125_113_158, available=20 * gb) == 26  # the nation: one shard per 5M
     assert shards_for(125_113_158, available=6 * gb) == 59  # less memory: shards of 2.1M
     assert shards_for(1_000_000, available=1 * gb) == 3
+
+
+def test_person_keys_set_beside_the_residents_equal_the_join_and_are_checked() -> None:
+    from engine.errors import ReconciliationError
+    from engine.ingest import ROW
+
+    residents = pl.LazyFrame({ROW: [4, 7, 9, 12], "my_number": [30, 10, 30, 20], "household_id": [1, 1, 2, 3]})
+    by_number = pl.LazyFrame({"my_number": [10, 20, 30], "person_key": [2, 3, 1]})
+    joined = residents.join(by_number, on="my_number", how="left", maintain_order="left").collect()
+    aligned = pl.LazyFrame({ROW: [4, 7, 9, 12], "person_key": [1, 2, 1, 3]})
+    assert nightly.keyed_residents(residents, aligned).collect().equals(joined)
+    for wrong in ({ROW: [7, 4, 9, 12], "person_key": [2, 1, 1, 3]},  # another order
+                  {ROW: [4, 7, 9], "person_key": [1, 2, 1]}):  # a row short
+        with pytest.raises(ReconciliationError, match="person keys do not line up with the valid residents"):
+            nightly.keyed_residents(residents, pl.LazyFrame(wrong))
