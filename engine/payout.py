@@ -67,7 +67,8 @@ def application_summary(applications: pl.LazyFrame, payees: pl.LazyFrame) -> pl.
 def resolved_accounts(
     households: pl.LazyFrame, payees: pl.LazyFrame, accounts: pl.LazyFrame, applications: pl.LazyFrame
 ) -> pl.LazyFrame:
-    """Entitled households with their payee and the account to pay into.
+    """Entitled households (household_id: their counts and yen stay in `households`, which
+    standing joins back) with their payee and the account to pay into.
 
     Adds `account_source` (linked_account / application / none), the account columns,
     `holder_name_kana` as written and `holder_name_normalized`.
@@ -80,7 +81,7 @@ def resolved_accounts(
     )
     summary = application_summary(applications, payees)
     joined = (
-        households.filter(pl.col("entitled_yen") > 0)
+        households.filter(pl.col("entitled_yen") > 0).select("household_id")
         .join(payees, on="household_id", how="left")
         .join(linked, on="payee_my_number", how="left")
         .join(summary, on="household_id", how="left")
