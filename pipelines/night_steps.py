@@ -227,7 +227,7 @@ def analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_file
         if frame is None:
             continue
         paths[name] = folder / f"{name}.parquet"
-        frame.write_parquet(paths[name])
+        frame.write_parquet(paths[name], **state.PARQUET)
     household_status = decided.select("household_id", pl.col("status").alias("household_status")).lazy()
     paths["persons"] = folder / "persons.parquet"
     (
@@ -238,8 +238,8 @@ def analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_file
             "is_living", "is_counted", "household_status",
         )
         .sort("household_id", "person_key")
-        .sink_parquet(paths["persons"])
+        .sink_parquet(paths["persons"], **state.PARQUET)
     )
     paths["rejects"] = folder / "rejects.parquet"
-    pl.scan_parquet(rejects_path).select(day, pl.all()).sort("dataset", ROW).sink_parquet(paths["rejects"])
+    pl.scan_parquet(rejects_path).select(day, pl.all()).sort("dataset", ROW).sink_parquet(paths["rejects"], **state.PARQUET)
     return paths

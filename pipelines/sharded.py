@@ -213,7 +213,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     keys, shard_keys, people, everyone = routing.person_keys(
         base.scan("persons"), [v.valid_residents for v in checked], n, work)
     written["persons"] = pending / "persons.parquet"
-    keys.write_parquet(written["persons"])
+    keys.write_parquet(written["persons"], **state.PARQUET)
     del keys
     decisions = steps.decisions(base.table("decisions"), scanned, run_date)
     has_points = all(name in scanned for name in nightly.MYNAPOINT_INPUTS)
@@ -315,7 +315,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
 def _write(frame: pl.DataFrame, folder: Path, part: str, name: str) -> Path:
     path = folder / f"{part}.parquet"
     schema = state.SCHEMAS[name]
-    frame.select([pl.col(c).cast(t) for c, t in schema.items()]).write_parquet(path)
+    frame.select([pl.col(c).cast(t) for c, t in schema.items()]).write_parquet(path, **state.PARQUET)
     return path
 
 
@@ -344,9 +344,9 @@ def _analyst_tables(work: Path, run_date: date, parts: list[dict[str, Path]], ru
     if "points_ignored" in tables:
         path = folder / "points_ignored.parquet"
         pl.scan_parquet(tables["points_ignored"]).group_by("run_date", "service_id", "reason").agg(
-            pl.col("transactions").sum(), pl.col("amount_yen").sum()).sort("service_id", "reason").sink_parquet(path)
+            pl.col("transactions").sum(), pl.col("amount_yen").sum()).sort("service_id", "reason").sink_parquet(path, **state.PARQUET)
         tables["points_ignored"] = path
     for name, frame in (("runs", runs), ("files", files), ("decisions", decisions)):
         tables[name] = folder / f"{name}.parquet"
-        frame.write_parquet(tables[name])
+        frame.write_parquet(tables[name], **state.PARQUET)
     return {name: tables[name] for name in outputs.ANALYST_TABLES if name in tables}
