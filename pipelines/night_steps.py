@@ -241,5 +241,6 @@ def analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_file
         .sink_parquet(paths["persons"], **state.PARQUET)
     )
     paths["rejects"] = folder / "rejects.parquet"
-    pl.scan_parquet(rejects_path).select(day, pl.all()).sort("dataset", ROW).sink_parquet(paths["rejects"], **state.PARQUET)
+    pl.scan_parquet(rejects_path).select(day, pl.all()).sort("dataset", ROW) \
+        .sink_parquet(paths["rejects"], **state.PARQUET)
     return paths

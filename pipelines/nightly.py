@@ -407,7 +407,7 @@ def entitled(v: Validated, keys: pl.LazyFrame, paid_elsewhere: pl.LazyFrame, cfg
 
     `keys`: (my_number, person_key), joined to the valid residents; or, from a sharded night's
     person-key pass, (ROW, person_key) of each valid resident in row order, set beside them
-    (routing.keyed_residents)."""
+    (keyed_residents)."""
     if "my_number" in keys.collect_schema():
         residents = v.valid_residents.join(keys, on="my_number", how="left", maintain_order="left")
     else:

@@ -344,7 +344,8 @@ def _analyst_tables(work: Path, run_date: date, parts: list[dict[str, Path]], ru
     if "points_ignored" in tables:
         path = folder / "points_ignored.parquet"
         pl.scan_parquet(tables["points_ignored"]).group_by("run_date", "service_id", "reason").agg(
-            pl.col("transactions").sum(), pl.col("amount_yen").sum()).sort("service_id", "reason").sink_parquet(path, **state.PARQUET)
+            pl.col("transactions").sum(), pl.col("amount_yen").sum()).sort("service_id", "reason") \
+            .sink_parquet(path, **state.PARQUET)
         tables["points_ignored"] = path
     for name, frame in (("runs", runs), ("files", files), ("decisions", decisions)):
         tables[name] = folder / f"{name}.parquet"

@@ -18,7 +18,8 @@ import polars as pl
 import pytest
 
 from engine.config import RunConfig
-from engine.errors import StateError
+from engine.errors import ReconciliationError, StateError
+from engine.ingest import ROW
 from engine.state import SCHEMAS, Store
 from pipelines import generate, nightly, operations
 
@@ -167,9 +168,6 @@ def test_the_shard_count_follows_the_register_and_the_memory() -> None:
 
 
 def test_person_keys_set_beside_the_residents_equal_the_join_and_are_checked() -> None:
-    from engine.errors import ReconciliationError
-    from engine.ingest import ROW
-
     residents = pl.LazyFrame({ROW: [4, 7, 9, 12], "my_number": [30, 10, 30, 20], "household_id": [1, 1, 2, 3]})
     by_number = pl.LazyFrame({"my_number": [10, 20, 30], "person_key": [2, 3, 1]})
     joined = residents.join(by_number, on="my_number", how="left", maintain_order="left").collect()
