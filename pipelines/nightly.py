@@ -433,10 +433,10 @@ def keyed_residents(residents: pl.LazyFrame, keys: pl.LazyFrame) -> pl.LazyFrame
     pair = pl.concat([residents.select(ROW), keys.select(pl.col(ROW).alias("__key_row"))], how="horizontal")
     try:
         mismatched = pair.filter(pl.col(ROW).ne_missing(pl.col("__key_row"))).select(pl.len()).collect().item()
-        differ = f"{mismatched} rows differ"
+        differ = f"{mismatched} rows differ" if mismatched else None
     except pl.exceptions.ShapeError:
-        mismatched, differ = 1, "their row counts differ"
-    if mismatched:
+        differ = "their row counts differ"
+    if differ:
         msg = f"the person keys do not line up with the valid residents ({differ}); nothing was published"
         raise ReconciliationError(msg)
     return pl.concat([residents, keys.select("person_key")], how="horizontal")
