@@ -10,14 +10,14 @@ resident) rather than hash tables of the nation.
     route_points   wallets by their owner's points shard, transactions by their wallet's
 
 Every copy of a duplicated application, wallet or transaction id goes with its first copy, so
-that each shard's duplicate rules see them together. Inputs are routed batch by batch
-(BATCH_ROWS), each shard's rows written in row order.
+that each shard's duplicate rules see them together. Each input is routed in one streaming
+pass (a shard number beside each row, then Polars' partitioned sink), each shard's rows written
+in row order.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +25,12 @@ import numpy as np
 import polars as pl
 
 from engine import sorted_index
+from engine.errors import ReconciliationError
 from engine.ingest import ROW
 from pipelines import night_steps as steps
 
 SHARD = "__shard"
 COPY = "__copy"  # an account row also routed to a shard other than its person's first
-BATCH_ROWS = 8_000_000  # rows read at a time when routing inputs
 ROUTED = ("residents", "accounts", "applications")
 POINTS_ROUTED = ("wallets", "transactions")
 
@@ -60,24 +60,30 @@ def groups_of(keys: np.ndarray, order_hint: np.ndarray | None = None) -> tuple[n
     return order, np.flatnonzero(first), np.cumsum(first) - 1
 
 
-def write_routed(frame: pl.LazyFrame, rows: int, shard_of: Callable[[int, pl.DataFrame], pl.DataFrame],
-                  folder: Path, n: int) -> list[Path]:
-    """Route `frame` batch by batch: `shard_of(offset, batch)` returns the batch's rows with SHARD
-    (a row may appear more than once, in different shards); each shard's rows are written in
-    row order, one file per batch. An empty file for a shard with no rows."""
+def beside(frame: pl.LazyFrame, name: str, values: np.ndarray) -> pl.LazyFrame:
+    """`frame` with `values` (one per row, in row order) as the column `name`: no join."""
+    return pl.concat([frame, pl.DataFrame({name: values}).lazy()], how="horizontal")
+
+
+def write_routed(routed: pl.LazyFrame, folder: Path, n: int, key: str = SHARD) -> list[Path]:
+    """Write the rows of `routed` into the folder of their `key` (a shard, 0 to n − 1; a row may
+    appear more than once, in different shards), each shard's rows in row order: one streaming
+    pass that reads, partitions and writes at once. An empty file for a shard with no rows; a
+    row whose key is not one of the n stops the night (no row is left behind)."""
     if folder.exists():
         shutil.rmtree(folder)
-    schema = frame.collect_schema()
-    folders = [folder / f"{SHARD}={k}" for k in range(n)]
+    routed.sink_parquet(pl.PartitionBy(folder, key=key, include_key=False),
+                        compression=steps.CHECKPOINT_COMPRESSION, mkdir=True)
+    folders = [folder / f"{key}={k}" for k in range(n)]
+    stray = sorted({p.name for p in folder.iterdir()} - {f.name for f in folders})
+    if stray:
+        msg = f"rows routed to none of the {n} shards ({', '.join(stray[:5])}) in {folder}; nothing was published"
+        raise ReconciliationError(msg)
+    schema = routed.collect_schema()
     for path in folders:
-        path.mkdir(parents=True)
-    for i, offset in enumerate(range(0, max(rows, 1), BATCH_ROWS)):
-        batch = shard_of(offset, frame.slice(offset, BATCH_ROWS).collect())
-        for (shard,), part in batch.partition_by(SHARD, as_dict=True, include_key=False).items():
-            part.write_parquet(folders[int(shard)] / f"{i:05d}.parquet", compression=steps.CHECKPOINT_COMPRESSION)
-    for path in folders:
-        if not any(path.iterdir()):
-            schema.to_frame().write_parquet(path / "empty.parquet")
+        if not path.exists() or not any(path.glob("*.parquet")):
+            path.mkdir(parents=True, exist_ok=True)
+            pl.DataFrame(schema=schema).drop(key).write_parquet(path / "empty.parquet")
     return folders
 
 
@@ -107,9 +113,7 @@ def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path
     shard_per_row = np.empty(rows, dtype=np.int16)
     shard_per_row[order] = home_shards[group]
     del order, starts, group, households, row_shard
-    folders = {"residents": write_routed(
-        residents, rows, lambda offset, b: b.with_columns(pl.Series(SHARD, shard_per_row[offset:offset + b.height])),
-        work / "routed" / "residents", n)}
+    folders = {"residents": write_routed(beside(residents, SHARD, shard_per_row), work / "routed" / "residents", n)}
 
     # an account goes to every shard where its person is registered (a person in two households
     # is paid into one account whichever household is released); the copy in the shard of the
@@ -118,19 +122,24 @@ def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path
     order, starts, group = groups_of(numbers)
     first_ids, first_shards = numbers[order[starts]], shard_per_row[order[starts]]
     elsewhere = shard_per_row[order] != first_shards[group]
-    copies = pl.DataFrame({"my_number": numbers[order][elsewhere], SHARD: shard_per_row[order][elsewhere]}) \
-        .unique().with_columns(pl.lit(True).alias(COPY))
+    copies = pl.DataFrame({"my_number": numbers[order][elsewhere], SHARD: shard_per_row[order][elsewhere]}).unique()
     del order, starts, group, numbers, elsewhere
 
-    def account_shards(offset: int, batch: pl.DataFrame) -> pl.DataFrame:
-        mine = lookup(first_ids, first_shards, batch["my_number"].fill_null(-1).to_numpy(), 0)
-        out = batch.with_columns(pl.Series(SHARD, mine), pl.lit(False).alias(COPY))
-        extra = batch.join(copies, on="my_number", how="inner")
-        return pl.concat([out, extra.select(out.columns)]).sort(ROW) if extra.height else out
-
+    # each account row in its person's first shard, then a copy in each other shard (the row
+    # exploded: every shard still reads its rows in row order)
     accounts = scanned["accounts"][0]
-    folders["accounts"] = write_routed(accounts, rows_of(accounts), account_shards, work / "routed" / "accounts", n)
-
+    own = lookup(first_ids, first_shards, column(accounts, pl.col("my_number").fill_null(-1)), 0)
+    elsewhere = copies.group_by("my_number").agg(pl.col(SHARD).sort().alias("__elsewhere"))
+    routed = (
+        beside(accounts, "__own", own)
+        .join(elsewhere.lazy(), on="my_number", how="left", maintain_order="left")
+        .with_columns(pl.concat_list("__own", pl.col("__elsewhere").fill_null([])).alias(SHARD))
+        .explode(SHARD)
+        .with_columns(pl.col(SHARD).cast(pl.Int16), (pl.col(SHARD) != pl.col("__own")).alias(COPY))
+        .drop("__own", "__elsewhere")
+    )
+    del own
+    folders["accounts"] = write_routed(routed, work / "routed" / "accounts", n)
 
     # an application goes to its household's shard; every copy of one application_id with its
     # first copy (the duplicate rule reads them together)
@@ -139,10 +148,8 @@ def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path
                                          column(applications, pl.col("household_id").fill_null(-1)), 0))
     app_shard = applications.select("application_id", ROW).with_columns(app_shard).collect().select(
         pl.col(SHARD).get(pl.col(ROW).arg_min()).over("application_id"))[SHARD].to_numpy()
-    folders["applications"] = write_routed(
-        applications, len(app_shard),
-        lambda offset, b: b.with_columns(pl.Series(SHARD, app_shard[offset:offset + b.height])),
-        work / "routed" / "applications", n)
+    folders["applications"] = write_routed(beside(applications, SHARD, app_shard), work / "routed" / "applications",
+                                           n)
     return [
         {**{name: (scan(folders[name][shard]), scanned[name][1]) for name in ROUTED},
          **{name: scanned[name] for name in scanned if name not in ROUTED and name not in POINTS_ROUTED}}
@@ -211,9 +218,8 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
         "my_number": unique[in_order], "person_key": keys[in_order],
         "died_on": pl.Series(first_died[in_order]).replace(DIED_NULL, None).cast(pl.Date),
     })
-    folders = write_routed(people.lazy(), people.height,
-                            lambda offset, b: b.with_columns((pl.col("person_key") % n).alias(SHARD)),
-                            work / "points_persons", n)
+    folders = write_routed(people.lazy().with_columns((pl.col("person_key") % n).cast(pl.Int16).alias(SHARD)),
+                           work / "points_persons", n)
     del people, in_order
     return table, per_shard, [scan(f) for f in folders], People(unique, keys)
 
@@ -226,34 +232,26 @@ def route_points(scanned: dict, people: People, n: int, work: Path) -> list[dict
     wallet_shard = np.where(owner >= 0, owner % max(n, 1), 0).astype(np.int16)
     wallet_shard = wallets.select("wallet_id", ROW).with_columns(pl.Series(SHARD, wallet_shard)).collect().select(
         pl.col(SHARD).get(pl.col(ROW).arg_min()).over("wallet_id"), "wallet_id")
-    wallet_folders = write_routed(
-        wallets, wallet_shard.height,
-        lambda offset, b: b.with_columns(wallet_shard[SHARD].slice(offset, b.height)),
-        work / "routed" / "wallets", n)
+    wallet_folders = write_routed(beside(wallets, SHARD, wallet_shard[SHARD].to_numpy()), work / "routed" / "wallets",
+                                  n)
     home = wallet_shard.unique("wallet_id", keep="first").sort("wallet_id")
     home_ids, home_shards = home["wallet_id"].fill_null(-1).to_numpy(), home[SHARD].to_numpy()
-    del home
+    del home, wallet_shard
     transactions = scanned["transactions"][0]
+    shard = lookup(home_ids, home_shards, column(transactions, pl.col("wallet_id").fill_null(-1)), 0)
     repeated = sorted_index.repeated(column(transactions, pl.col("transaction_id").fill_null(-1)))
     # a duplicated transaction_id: every copy where its first copy goes (the duplicate rule)
-    firsts = (
-        transactions.filter(pl.col("transaction_id").is_in(pl.Series(repeated).implode()))
-        .select("transaction_id", "wallet_id", ROW).collect()
+    copies = (
+        transactions.with_row_index("__at")
+        .filter(pl.col("transaction_id").is_in(pl.Series(repeated).implode()))
+        .select("__at", "transaction_id", ROW).collect()
     )
-    firsts = firsts.with_columns(pl.Series(SHARD, lookup(home_ids, home_shards,
-                                                         firsts["wallet_id"].fill_null(-1).to_numpy(), 0)))
-    firsts = firsts.group_by("transaction_id").agg(pl.col(SHARD).get(pl.col(ROW).arg_min()).alias("__first"))
-
-    def transaction_shards(offset: int, batch: pl.DataFrame) -> pl.DataFrame:
-        mine = pl.Series(SHARD, lookup(home_ids, home_shards, batch["wallet_id"].fill_null(-1).to_numpy(), 0))
-        out = batch.with_columns(mine)
-        if firsts.height:
-            out = out.join(firsts, on="transaction_id", how="left", maintain_order="left").with_columns(
-                pl.coalesce("__first", SHARD).alias(SHARD)).drop("__first")
-        return out
-
-    transaction_folders = write_routed(transactions, rows_of(transactions), transaction_shards,
-                                        work / "routed" / "transactions", n)
+    copies = copies.with_columns(pl.Series(SHARD, shard[copies["__at"].to_numpy()])).with_columns(
+        pl.col(SHARD).get(pl.col(ROW).arg_min()).over("transaction_id"))
+    shard[copies["__at"].to_numpy()] = copies[SHARD].to_numpy()
+    del copies, repeated
+    transaction_folders = write_routed(beside(transactions, SHARD, shard), work / "routed" / "transactions", n)
+    del shard
     return [
         {"wallets": (scan(wallet_folders[s]), scanned["wallets"][1]),
          "transactions": (scan(transaction_folders[s]), scanned["transactions"][1]),

@@ -130,8 +130,11 @@ class ShardView:
         return self.table(name).lazy()
 
 
+BUCKET = "__bucket"
+
+
 def _bucket() -> pl.Expr:
-    return (pl.col("birth_date").cast(pl.Int64) % BIRTH_BUCKETS).alias("__bucket")
+    return (pl.col("birth_date").cast(pl.Int64) % BIRTH_BUCKETS).alias(BUCKET)
 
 
 def across_households(work: Path, n: int, cfg: RunConfig) -> tuple[pl.DataFrame, int]:
@@ -151,11 +154,10 @@ def across_households(work: Path, n: int, cfg: RunConfig) -> tuple[pl.DataFrame,
         checks.shared_accounts(resolved.filter(pl.col("__account").hash(seed=7).is_in(shared)).drop("__account"),
                                cfg.checks).collect(),
     ]
-    keys = pl.scan_parquet([folder / f"identity.{s}.parquet" for s in range(n)])
     compared = 0
     for bucket in range(BIRTH_BUCKETS):
-        fuzzy, pairs = identity.fuzzy_identities_from_keys(
-            keys.filter(pl.col("__bucket") == bucket).drop("__bucket").collect(), cfg.checks)
+        keys = pl.concat([routing.scan(folder / f"identity.{s}" / f"{BUCKET}={bucket}") for s in range(n)])
+        fuzzy, pairs = identity.fuzzy_identities_from_keys(keys.collect(), cfg.checks)
         found.append(fuzzy.select("household_id", "evidence", "reason"))
         compared += pairs
     holds = (
@@ -174,8 +176,10 @@ def write_across_inputs(members: pl.LazyFrame, resolved: pl.LazyFrame, folder: P
         .sink_parquet(folder / f"members.{shard}.parquet", compression=steps.CHECKPOINT_COMPRESSION)
     resolved.select("household_id", "account_source", *payout.ACCOUNT_KEY, "payee_family_normalized") \
         .sink_parquet(folder / f"accounts.{shard}.parquet", compression=steps.CHECKPOINT_COMPRESSION)
-    identity.identity_keys(members).with_columns(_bucket()).sort("__bucket") \
-        .sink_parquet(folder / f"identity.{shard}.parquet", compression=steps.CHECKPOINT_COMPRESSION)
+    # one file per birth-date bucket (the fuzzy identity check reads the nation a bucket at a
+    # time); a row without a birth date meets no other (identity.ROW_KEYS)
+    routing.write_routed(identity.identity_keys(members).filter(pl.col("birth_date").is_not_null())
+                         .with_columns(_bucket()), folder / f"identity.{shard}", BIRTH_BUCKETS, key=BUCKET)
 
 
 def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: date, cfg: RunConfig, report, stages,
