@@ -42,30 +42,30 @@ def ledger_lines(old_positions: pl.DataFrame, new_positions: pl.DataFrame, run_d
     `bank_transfers` paid, `held_payable`, `awaiting_payable`, `benefit_denied`) balance by
     construction, so the differences balance too: every entry's debits equal its credits.
     """
-    accounts = [EXPENSE, *CREDIT_ACCOUNTS]
     old = balances(old_positions, "old_")
     new = balances(new_positions, "new_")
-    both = new.join(old, on="household_id", how="full", coalesce=True).fill_null(0)
-    deltas = both.select(
-        "household_id", *[(pl.col(f"new_{a}") - pl.col(f"old_{a}")).alias(a) for a in accounts]
-    ).unpivot(index="household_id", variable_name="account", value_name="delta").filter(pl.col("delta") != 0)
+    both = new.join(old, on="household_id", how="full", coalesce=True).fill_null(0).join(
+        references, on="household_id", how="left")
+    # each account's lines, the accounts in name order, then one stable sort by household: the
+    # lines in (household_id, account) order without sorting on the account's name
+    lines = pl.concat([
+        both.select("household_id", pl.lit(account).alias("account"),
+                    (pl.col(f"new_{account}") - pl.col(f"old_{account}")).alias("delta"), "reference")
+        .filter(pl.col("delta") != 0)
+        for account in sorted([EXPENSE, *CREDIT_ACCOUNTS])
+    ]).sort("household_id", maintain_order=True)
     is_debit_side = pl.col("account") == EXPENSE
-    return (
-        deltas.join(references, on="household_id", how="left")
-        .select(
-            pl.lit(run_date).alias("run_date"),
-            pl.format("B-{}-{}", pl.lit(run_date.isoformat()), "household_id").alias("entry_id"),
-            "household_id",
-            "account",
-            pl.when(is_debit_side == (pl.col("delta") > 0)).then(pl.col("delta").abs()).otherwise(0)
-            .cast(pl.Int64).alias("debit_yen"),
-            pl.when(is_debit_side != (pl.col("delta") > 0)).then(pl.col("delta").abs()).otherwise(0)
-            .cast(pl.Int64).alias("credit_yen"),
-            pl.col("reference").fill_null(""),
-        )
-        .sort("household_id", "account")
-        .select(SCHEMAS["ledger"].names())
-    )
+    return lines.select(
+        pl.lit(run_date).alias("run_date"),
+        pl.format("B-{}-{}", pl.lit(run_date.isoformat()), "household_id").alias("entry_id"),
+        "household_id",
+        "account",
+        pl.when(is_debit_side == (pl.col("delta") > 0)).then(pl.col("delta").abs()).otherwise(0)
+        .cast(pl.Int64).alias("debit_yen"),
+        pl.when(is_debit_side != (pl.col("delta") > 0)).then(pl.col("delta").abs()).otherwise(0)
+        .cast(pl.Int64).alias("credit_yen"),
+        pl.col("reference").fill_null(""),
+    ).select(SCHEMAS["ledger"].names())
 
 
 
