@@ -3,6 +3,7 @@ in force, transfer-file assignment, reconciliation, counts, run history and anal
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -192,10 +193,11 @@ def runs_after(runs: pl.DataFrame, report: RunReport, plan, base: state.Version)
 
 def analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_files: pl.DataFrame,
                     members: pl.LazyFrame, rejects_path: Path, holds: pl.DataFrame,
-                    ledger_all: pl.DataFrame, runs: pl.DataFrame | None, files: pl.DataFrame | None,
+                    ledger_all: pl.DataFrame | Path, runs: pl.DataFrame | None, files: pl.DataFrame | None,
                     decisions: pl.DataFrame | None, points_outputs: dict[str, pl.DataFrame]) -> dict[str, Path]:
     """Write every analyst table as a Parquet checkpoint: no My Number in any of them. A shard
-    of a national night passes None for the global tables (runs, files, decisions)."""
+    of a national night passes None for the global tables (runs, files, decisions), and the
+    ledger as the state's part already written (copied: the same rows, not encoded twice)."""
     folder = work / "05_tables"
     folder.mkdir(parents=True, exist_ok=True)
     day = pl.lit(run_date).alias("run_date")
@@ -216,7 +218,7 @@ def analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_file
             day, "household_id", "municipality_code", "payee_person_key",
             pl.col("awaiting_yen").alias("amount_yen"), pl.lit("no_account").alias("reason"),
         ),
-        "ledger": ledger_all,
+        "ledger": ledger_all if isinstance(ledger_all, pl.DataFrame) else None,
         "runs": runs,
         "files": files,
         "decisions": decisions,
@@ -228,6 +230,8 @@ def analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_file
             continue
         paths[name] = folder / f"{name}.parquet"
         frame.write_parquet(paths[name], **state.PARQUET)
+    if not isinstance(ledger_all, pl.DataFrame):
+        paths["ledger"] = shutil.copyfile(ledger_all, folder / "ledger.parquet")
     household_status = decided.select("household_id", pl.col("status").alias("household_status")).lazy()
     paths["persons"] = folder / "persons.parquet"
     (

@@ -285,8 +285,8 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
         files_after.append(s.tables["files"])
         analyst.append(steps.analyst_tables(
             shard_work, run_date, decided=s.decided, in_files=s.in_files, members=members,
-            rejects_path=rejects_path, holds=s.tables["holds"], ledger_all=ledger_after, runs=None, files=None,
-            decisions=None, points_outputs=point_outputs,
+            rejects_path=rejects_path, holds=s.tables["holds"], ledger_all=written[state.part_name("ledger", k)],
+            runs=None, files=None, decisions=None, points_outputs=point_outputs,
         ))
         for name, value in s.figures.items():
             figures[name] = figures.get(name, 0) + value
