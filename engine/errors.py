@@ -5,6 +5,7 @@ Messages name the file, column or key, the rule and an example value, never a My
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -77,3 +78,27 @@ class ReconciliationError(EngineError):
 
 class StateError(EngineError):
     """The state folder is inconsistent with the run asked for."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for a write that failed because its disk is full: an OSError ENOSPC, or Polars'
+    error wrapping one (its message carries the OS's text)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return "No space left on device" in str(exc) or "os error 28" in str(exc)
+
+
+class DiskFullError(EngineError):
+    """A disk the night writes to filled up; nothing was published."""
+
+    @classmethod
+    def during(cls, stage: str | None, folders: dict[str, Path]) -> DiskFullError:
+        where = "\n".join(f"  {what}: {path}" for what, path in folders.items())
+        msg = (
+            f"the disk is full (No space left on device) in stage `{stage or 'start'}`; nothing was published "
+            f"and the state is as it was. The night writes to:\n{where}\n\n"
+            "Hint: free space, or put the checkpoints on another disk with --work-dir. The national night "
+            "(125M residents) needs about 12 GB for its outputs, 6 GB for its state and tens of GB of "
+            "checkpoints (benchmarks/RESULTS.md)."
+        )
+        return cls(msg)

@@ -12,7 +12,7 @@ import polars as pl
 
 from engine import ledger, outputs, payout, point_checks, points, settlement, standing, state
 from engine.config import RunConfig
-from engine.errors import InputError
+from engine.errors import InputError, is_disk_full
 from engine.ingest import ROW
 
 
@@ -31,7 +31,7 @@ def sink(lf: pl.LazyFrame, path: Path, dataset: str | None = None) -> pl.LazyFra
     try:
         lf.sink_parquet(path, compression=CHECKPOINT_COMPRESSION)
     except (pl.exceptions.ComputeError, OSError) as exc:
-        if dataset is None:
+        if dataset is None or is_disk_full(exc):  # a full disk is not a bad input
             raise
         raise InputError.unreadable(dataset, path.parent, str(exc)) from None
     return pl.scan_parquet(path)

@@ -33,7 +33,7 @@ import polars as pl
 from engine import (checks, entitle, ingest, kana, ledger, outputs, payout, reference, schemas, standing, state,
                     validate)
 from engine.config import RunConfig, config_as_dict
-from engine.errors import ConfigError, InputError, ReconciliationError, StateError
+from engine.errors import ConfigError, DiskFullError, InputError, ReconciliationError, StateError, is_disk_full
 from engine.ingest import ROW
 from pipelines import night_steps as steps
 
@@ -239,6 +239,11 @@ def run(
             if n:
                 outputs.write_duckdb_views(report.run_dir)
         stages.stop()
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFullError.during(stages.current, {"outputs": out_dir, "checkpoints": work_dir or out_dir,
+                                                    "state": state_dir}) from None
     finally:
         for folder in (staging, work):
             if folder.exists():

@@ -103,3 +103,39 @@ def test_a_failed_night_leaves_the_previous_night_and_state_untouched(tmp_path: 
     assert {p: p.read_bytes() for p in sorted((tmp_path / "state").rglob("*")) if p.is_file()} == state_before
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["2020-06-30"]
     shutil.rmtree(tmp_path / "out")
+
+
+def test_a_full_disk_stops_the_night_with_a_clear_error(tmp_path: Path, inputs: Path, monkeypatch) -> None:
+    import errno
+
+    from engine import outputs
+
+    config = tmp_path / "lenient.toml"
+    config.write_text("[validate]\nmax_reject_ratio = 0.5\n")
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(outputs, "write_transfer_files", no_space)
+    result = run_night(tmp_path, inputs, "--config", str(config), "--work-dir", str(tmp_path / "spill"))
+    assert_failed_cleanly(result, tmp_path, "the disk is full (No space left on device) in stage `standing`",
+                          "nothing was published", f"checkpoints: {tmp_path / 'spill'}", "--work-dir")
+    assert not any((tmp_path / "spill").iterdir())
+
+
+def test_a_full_disk_while_writing_a_checkpoint_is_not_called_a_bad_input(tmp_path: Path) -> None:
+    from engine.errors import is_disk_full
+    from pipelines import night_steps
+
+    polars_says = pl.exceptions.ComputeError(
+        "parquet: File out of specification: underlying IO error: No space left on device (os error 28)")
+
+    class Full(pl.LazyFrame):
+        def sink_parquet(self, *args, **kwargs):
+            raise polars_says
+
+    frame = Full({"a": [1]})
+    with pytest.raises(pl.exceptions.ComputeError) as raised:
+        night_steps.sink(frame, tmp_path / "x.parquet", "residents")
+    assert is_disk_full(raised.value)
+    assert not is_disk_full(pl.exceptions.ComputeError("parquet: invalid thrift"))
