@@ -241,7 +241,7 @@ def _rate(rows: float, seconds: float) -> str:
 def size_section(n: int, seed: int, gen: dict | None, nights: list[dict], base: dict) -> str:
     done = [r for r in nights if r["exit_code"] == 0]
     lines = [f"<!-- size:{n} -->", f"## {n:,} residents (seed {seed})", ""]
-    pieces = f" in {done[0]['shards']} shards" if done and done[0].get("shards") else " in one piece"
+    pieces = (f" in {done[0]['shards']} shards" if done[0].get("shards") else " in one piece") if done else ""
     lines.append(f"Measured {datetime.now():%Y-%m-%d %H:%M} at commit {_commit()}; run date {RUN_DATE}; {len(done)} of "
                  f"{len(nights)} nights finished{pieces}; medians over the finished nights.")
     lines.append("")
