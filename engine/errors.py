@@ -98,7 +98,7 @@ class DiskFullError(EngineError):
             f"the disk is full (No space left on device) in stage `{stage or 'start'}`; nothing was published "
             f"and the state is as it was. The night writes to:\n{where}\n\n"
             "Hint: free space, or put the checkpoints on another disk with --work-dir. The national night "
-            "(125M residents) needs about 12 GB for its outputs, 6 GB for its state and tens of GB of "
-            "checkpoints (benchmarks/RESULTS.md)."
+            "(125M residents) writes about 12 GB of outputs and 6 GB of state, besides its checkpoints "
+            "(benchmarks/RESULTS.md)."
         )
         return cls(msg)
