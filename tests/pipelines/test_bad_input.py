@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 import tiny
+from engine import outputs
 from engine.cli import app
+from engine.errors import is_disk_full
+from pipelines import night_steps
 
 runner = CliRunner()
 
@@ -106,10 +110,6 @@ def test_a_failed_night_leaves_the_previous_night_and_state_untouched(tmp_path: 
 
 
 def test_a_full_disk_stops_the_night_with_a_clear_error(tmp_path: Path, inputs: Path, monkeypatch) -> None:
-    import errno
-
-    from engine import outputs
-
     config = tmp_path / "lenient.toml"
     config.write_text("[validate]\nmax_reject_ratio = 0.5\n")
 
@@ -124,9 +124,6 @@ def test_a_full_disk_stops_the_night_with_a_clear_error(tmp_path: Path, inputs: 
 
 
 def test_a_full_disk_while_writing_a_checkpoint_is_not_called_a_bad_input(tmp_path: Path) -> None:
-    from engine.errors import is_disk_full
-    from pipelines import night_steps
-
     polars_says = pl.exceptions.ComputeError(
         "parquet: File out of specification: underlying IO error: No space left on device (os error 28)")
 
