@@ -317,6 +317,70 @@ def test_long_bank_and_branch_names_are_cut_to_fifteen() -> None:
     assert record[23:38] == "ｱ" * 15
 
 
+def test_the_record_kernel_writes_the_bytes_of_the_reference_expression() -> None:
+    """record_bytes (numba) against data_record_expr (Polars) joined and encoded with Python's
+    cp932 codec: every half-width katakana, ASCII, cut and padded names, nulls, codes given as
+    strings or integers."""
+    rng = np.random.default_rng(7)
+    n = 5_000
+    alphabet = [chr(c) for c in range(0x20, 0x7F)] + [chr(c) for c in range(0xFF61, 0xFFA0)]
+
+    def names(most: int, nulls: bool) -> list[str | None]:
+        out = ["".join(rng.choice(alphabet, size=rng.integers(0, most + 1))) for _ in range(n)]
+        return [None if nulls and rng.random() < 0.1 else name for name in out]
+
+    def digits(width: int) -> list[str]:
+        return ["".join(rng.choice(list("0123456789"), size=rng.integers(1, width + 1))) for _ in range(n)]
+
+    payee = [name if name.strip() else "ｱ" for name in names(40, nulls=False)]
+    frame = pl.DataFrame({
+        "bank_code": digits(4), "bank_name_kana": names(20, nulls=True), "branch_code": digits(3),
+        "branch_name_kana": names(20, nulls=True), "account_type": rng.choice(["1", "2", "4", "9"], size=n),
+        "account_number": digits(7), "payee_name_kana": payee,
+        "amount_yen": rng.integers(1, zengin.MAX_AMOUNT_YEN + 1, size=n),
+        "customer_code_1": pl.Series(rng.integers(0, 10**10, size=n)).scatter(list(range(0, n, 7)), None),
+        "customer_code_2": [None if i % 3 else code for i, code in enumerate(digits(10))],
+    })
+    for new_code in zengin.NEW_CODES:
+        expected = "".join(r + "\r\n" for r in zengin.data_records(frame, new_code=new_code).to_list())
+        assert zengin.record_bytes(frame, new_code=new_code).tobytes() == expected.encode("cp932")
+    as_ints = frame.with_columns(pl.col("bank_code", "branch_code", "account_number").cast(pl.Int64))
+    assert zengin.record_bytes(as_ints).tobytes() == zengin.record_bytes(frame).tobytes()
+    assert zengin.record_bytes(frame.head(0)).shape == (0, zengin.RECORD_BYTES)
+
+
+BROKEN = [
+    ("payee_name_kana", "ﾔﾏﾀﾞ 太郎"), ("payee_name_kana", "   "), ("payee_name_kana", None),
+    ("bank_name_kana", "ﾐﾂﾋﾞｼ" * 4 + "銀行"),  # beyond the 15 characters written: still refused
+    ("customer_code_1", 10**10), ("customer_code_1", -1), ("account_number", "12345678"),
+    ("account_number", None), ("branch_code", "0a1"), ("bank_code", ""), ("amount_yen", 0),
+    ("amount_yen", zengin.MAX_AMOUNT_YEN + 1), ("amount_yen", None),
+]
+
+
+@pytest.mark.parametrize(("column", "value"), BROKEN)
+def test_the_record_kernel_refuses_what_the_row_checks_refuse(column: str, value, monkeypatch) -> None:
+    broken = pl.concat([one_transfer(), one_transfer(**{column: value})])
+    with pytest.raises(zengin.TransferFileError) as checked:
+        zengin.data_records(broken)
+    with pytest.raises(zengin.TransferFileError) as kernel:
+        zengin.record_bytes(broken)
+    assert str(kernel.value) == str(checked.value)  # the checks' message: every rule, with examples
+    assert column in str(kernel.value)
+    # the kernel's own rules, without the checks that name them
+    monkeypatch.setattr(zengin, "checked_transfers", lambda frame: frame)
+    with pytest.raises(zengin.TransferFileError, match=f"{column} cannot be written in its field"):
+        zengin.record_bytes(broken)
+
+
+def test_an_account_type_outside_the_four_is_refused(monkeypatch) -> None:
+    with pytest.raises(zengin.TransferFileError, match="account_type must be one of"):
+        zengin.record_bytes(one_transfer(account_type="3"))
+    monkeypatch.setattr(zengin, "checked_transfers", lambda frame: frame)
+    with pytest.raises(zengin.TransferFileError, match="account_type cannot be written in its field, e.g. ..3"):
+        zengin.record_bytes(one_transfer(account_type="3"))
+
+
 # --- the validator itself catches what it should ---------------------------------------------------
 
 
