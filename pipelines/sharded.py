@@ -32,12 +32,19 @@ owner, so the second owner's other wallets do not see it; a household whose regi
 municipalities of different shards stops the night with an error naming them (a household is
 registered in one municipality).
 
+Scratch is removed as soon as nothing reads it: the routed residents, accounts and applications
+once validated, the person keys once entitled, the projections of the checks across households
+once they ran, and each shard's checkpoints, routed wallets and transactions once the shard is
+done (its analyst parts stay until the publish). The national night's disk peak is then the
+checkpoints of validate and entitle for every shard at once (benchmarks/RESULTS.md, Disk).
+
 The routing and the passes over the whole nation that decide it: pipelines/routing.py.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -212,6 +219,8 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     paths = {name: str(source.path) for name, (_, source) in scanned.items()}
     validate.enforce_reject_ratio(rows, paths, summary, cfg.validate_.max_reject_ratio)
     nightly.note_validation(report, rows, summary, pending_rows)
+    del inputs
+    _drop(*(work / "routed" / name for name in routing.ROUTED))  # validate's checkpoints are read next
 
     stages.start("persons")
     keys, shard_keys, people, everyone = routing.person_keys(
@@ -234,10 +243,13 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
                               work / f"shard-{k}" / "04_payees" / "resolved.parquet")
         write_across_inputs(members, resolved, work / "across", k)
         entitled.append((members, households, resolved))
+    del shard_keys
+    _drop(work / "keys")
 
     stages.start("checks")
     across, compared = across_households(work, n, cfg)
     report.counts["identity_pairs_compared"] = compared
+    _drop(work / "across")
 
     figures: dict[str, int] = {}
     files_after, settlements, analyst, settlement_totals = [], [], [], []
@@ -291,6 +303,11 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
         for name, value in s.figures.items():
             figures[name] = figures.get(name, 0) + value
         del s, ledger_after, point_outputs
+        entitled[k] = checked[k] = None
+        # the shard is done: all that is read of it again is its analyst parts (05_tables)
+        _drop(*(path for path in shard_work.iterdir() if path.name != "05_tables"),
+              *(work / folder / f"{routing.SHARD}={k}" for folder in ("routed/wallets", "routed/transactions",
+                                                                      "points_persons")))
 
     stages.start("outputs")
     _merge_reports(report, reports)
@@ -314,6 +331,15 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     outputs.write_run_record(staging / "timings.json", {"stage_seconds": report.stage_seconds})
     return ({"files": files, "decisions": decisions, "runs": runs_after, "shard_map": municipalities},
             written)
+
+
+def _drop(*paths: Path) -> None:
+    """Remove scratch that nothing reads any more (folders or files; missing ones are fine)."""
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _write(frame: pl.DataFrame, folder: Path, part: str, name: str) -> Path:

@@ -21,7 +21,7 @@ from engine.config import RunConfig
 from engine.errors import ReconciliationError, StateError
 from engine.ingest import ROW
 from engine.state import SCHEMAS, Store
-from pipelines import generate, nightly, operations
+from pipelines import generate, nightly, operations, sharded
 
 NIGHTS = [date(2020, 5, 29), date(2020, 6, 30), date(2021, 12, 31)]
 CFG = RunConfig()
@@ -154,6 +154,26 @@ def test_a_sharded_night_publishes_views_over_its_parquet(inputs: Path, tmp_path
     assert again.mode == "rerun" and again.unchanged
     with duckdb.connect(str(report.run_dir / "analyst.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM persons").fetchone()[0] == persons[0]
+
+
+def test_a_sharded_night_removes_its_scratch_once_nothing_reads_it(inputs: Path, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    seen: dict[str, list[str]] = {}
+    merge = sharded._analyst_tables
+
+    def look_then_merge(work: Path, *args, **kwargs):  # after the shard loop, before the merge
+        seen.update({p.name: sorted(c.name for c in p.iterdir()) for p in work.iterdir() if p.is_dir()})
+        seen["routed"] = sorted(f"{c.parent.name}/{c.name}" for c in (work / "routed").glob("*/*"))
+        return merge(work, *args, **kwargs)
+
+    monkeypatch.setattr(sharded, "_analyst_tables", look_then_merge)
+    report = nightly.run(inputs, tmp_path / "state", tmp_path / "out", NIGHTS[-1], CFG, shards=SHARDS,
+                         work_dir=tmp_path / "spill")
+    assert {f"shard-{k}" for k in range(SHARDS)} <= seen.keys()
+    assert all(seen[f"shard-{k}"] == ["05_tables"] for k in range(SHARDS)), seen  # only the analyst parts
+    assert "across" not in seen and "keys" not in seen
+    assert seen["routed"] == [] and seen["points_persons"] == [], seen
+    assert report.counts["transactions_rows"] > 0 and not any((tmp_path / "spill").iterdir())
 
 
 def test_the_shard_count_follows_the_register_and_the_memory() -> None:
