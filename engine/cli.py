@@ -69,7 +69,8 @@ def generate(
 
 
 def run_night(inputs: Path, state: Path, out_dir: Path, run_date: date, config: Path | None,
-              correction: str | None = None, shards: int | None = None, work_dir: Path | None = None):
+              correction: str | None = None, shards: int | None = None, work_dir: Path | None = None,
+              check_disk: bool = True):
     from engine.config import load_config
     from pipelines import nightly
 
@@ -82,7 +83,7 @@ def run_night(inputs: Path, state: Path, out_dir: Path, run_date: date, config: 
             progress.update(task, description=f"night {run_date}: {name}")
 
         return nightly.run(inputs, state, out_dir, run_date, cfg, correction=correction, on_stage=on_stage,
-                           shards=shards, work_dir=work_dir)
+                           shards=shards, work_dir=work_dir, check_disk=check_disk)
 
 
 def print_summary(report) -> None:
@@ -144,12 +145,15 @@ def run(
              "above 5M; a state keeps the count of its first night", min=0, max=999)] = None,
     work_dir: Annotated[Path | None, typer.Option(
         help="where the night's checkpoints (its spill) go; by default inside OUT")] = None,
+    skip_disk_check: Annotated[bool, typer.Option(
+        help="start even if a disk has less free space than the night is estimated to need")] = False,
 ) -> None:
     """Run one night: validate, entitle, resolve payees, check, write Zengin files, ledger,
     analyst database and run record. The same date with the same inputs changes nothing."""
     day = _parse_date(run_date)
     try:
-        report = run_night(inputs, state, out_dir, day, config, correction, shards, work_dir)
+        report = run_night(inputs, state, out_dir, day, config, correction, shards, work_dir,
+                           check_disk=not skip_disk_check)
     except EngineError as exc:
         _fail(exc)
     print_summary(report)

@@ -98,7 +98,18 @@ class DiskFullError(EngineError):
             f"the disk is full (No space left on device) in stage `{stage or 'start'}`; nothing was published "
             f"and the state is as it was. The night writes to:\n{where}\n\n"
             "Hint: free space, or put the checkpoints on another disk with --work-dir. The national night "
-            "(125M residents) writes about 12 GB of outputs and 6 GB of state, besides its checkpoints "
-            "(benchmarks/RESULTS.md)."
+            "(125M residents, 6.7 GB of inputs) needs about 34 GB at its peak, the checkpoints of every shard "
+            "after entitle; it publishes 13 GB of outputs and commits 7 GB of state (benchmarks/RESULTS.md, Disk)."
+        )
+        return cls(msg)
+
+    @classmethod
+    def before(cls, input_bytes: int, shortfalls: list[str]) -> DiskFullError:
+        msg = (
+            f"not enough free disk for this night ({input_bytes / 1e6:,.0f} MB of Parquet inputs); nothing was "
+            "written and the state is as it was:\n" + "\n".join(shortfalls) + "\n\n"
+            "Hint: free space, or put the checkpoints on another disk with --work-dir. The estimate is per "
+            "byte of input, from the national night (benchmarks/RESULTS.md, Disk); --skip-disk-check runs the "
+            "night anyway (a disk that fills up still stops it cleanly)."
         )
         return cls(msg)

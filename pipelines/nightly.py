@@ -30,8 +30,8 @@ from pathlib import Path
 
 import polars as pl
 
-from engine import (checks, entitle, ingest, kana, ledger, outputs, payout, reference, schemas, standing, state,
-                    validate)
+from engine import (checks, diskspace, entitle, ingest, kana, ledger, outputs, payout, reference, schemas,
+                    standing, state, validate)
 from engine.config import RunConfig, config_as_dict
 from engine.errors import ConfigError, DiskFullError, InputError, ReconciliationError, StateError, is_disk_full
 from engine.ingest import ROW
@@ -185,8 +185,11 @@ def run(
     on_stage: Callable[[str], None] | None = None,
     shards: int | None = None,
     work_dir: Path | None = None,
+    check_disk: bool = True,
 ) -> RunReport:
-    """Run one night for `run_date` and publish OUT/<folder>/ atomically (see the module doc)."""
+    """Run one night for `run_date` and publish OUT/<folder>/ atomically (see the module doc).
+    With `check_disk`, a night whose estimated writes exceed the free space of a disk is refused
+    before it starts (engine/diskspace.py)."""
     if run_date < cfg.benefit.basis_date:
         msg = f"run date {run_date} is before the basis date {cfg.benefit.basis_date}"
         raise ConfigError(msg)
@@ -213,6 +216,10 @@ def run(
         report.mode, report.run_dir = plan.mode, out_dir / plan.folder
         head = store.head()
         n = report.shards = _shards(head, scanned, shards)
+        if check_disk:
+            diskspace.check_free_space(
+                sum(f["bytes"] for record in input_record.values() for f in record["files"]),
+                {"checkpoints": work_dir or out_dir, "outputs": out_dir, "state": state_dir}, sharded=n > 0)
         written: dict[str, Path] = {}
         if n:
             from pipelines import sharded

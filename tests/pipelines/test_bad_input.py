@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import tiny
-from engine import outputs
+from engine import diskspace, outputs
 from engine.cli import app
 from engine.errors import is_disk_full
 from pipelines import night_steps
@@ -136,3 +136,52 @@ def test_a_full_disk_while_writing_a_checkpoint_is_not_called_a_bad_input(tmp_pa
         night_steps.sink(frame, tmp_path / "x.parquet", "residents")
     assert is_disk_full(raised.value)
     assert not is_disk_full(pl.exceptions.ComputeError("parquet: invalid thrift"))
+
+
+def test_a_night_that_would_not_fit_on_its_disk_is_refused_before_it_starts(tmp_path: Path, inputs: Path,
+                                                                            monkeypatch) -> None:
+    config = tmp_path / "lenient.toml"
+    config.write_text("[validate]\nmax_reject_ratio = 0.5\n")
+    monkeypatch.setattr(diskspace, "FLOOR_BYTES", 0)
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12, 1000))
+    result = run_night(tmp_path, inputs, "--config", str(config))
+    assert_failed_cleanly(result, tmp_path, "not enough free disk for this night", "0 MB free",
+                          f"outputs 0 MB in {tmp_path / 'out'}", f"state 0 MB in {tmp_path / 'state'}",
+                          "--skip-disk-check")
+    assert not (tmp_path / "state").exists()
+
+    result = run_night(tmp_path, inputs, "--config", str(config), "--skip-disk-check")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "2020-06-30" / "run.json").exists()
+
+
+def test_the_disk_estimate_adds_up_the_folders_of_each_disk(tmp_path: Path, monkeypatch) -> None:
+    folders = {"checkpoints": tmp_path / "spill", "outputs": tmp_path / "out" / "nested", "state": tmp_path / "state"}
+    (tmp_path / "spill").mkdir()
+    input_bytes = 10 * 10**9  # 10 GB of inputs
+    needs = diskspace.estimate(input_bytes)
+    assert all(needs[what] > 0 for what in folders)
+    # all three on one disk: the night's peak, less than the sum of each folder's own peak
+    assert needs["night"] < sum(needs[what] for what in folders)
+    assert needs["night"] > needs["checkpoints"]
+    assert diskspace.estimate(input_bytes, sharded=False)["night"] > needs["night"]  # keeps its checkpoints
+    free = {"value": needs["night"]}
+    monkeypatch.setattr(diskspace.shutil, "disk_usage",
+                        lambda path: shutil._ntuple_diskusage(10**13, 10**13 - free["value"], free["value"]))
+    assert diskspace.shortfalls(input_bytes, folders) == []  # one disk, exactly enough
+    free["value"] -= 1
+    [line] = diskspace.shortfalls(input_bytes, folders)  # one line for the one disk, naming all three
+    assert f"the night needs about {diskspace.size(needs['night'])} (" in line
+    for what, folder in folders.items():
+        assert f"{what} {diskspace.size(needs[what])} in {folder}" in line
+    # the checkpoints on a disk of their own: each disk is checked against the sum of its folders
+    monkeypatch.setattr(diskspace, "_device", lambda anchor: 1 if anchor == tmp_path / "spill" else 2)
+    spill_free, other_free = needs["checkpoints"], needs["outputs"] + needs["state"]
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(
+        10**13, 0, spill_free if Path(path) == tmp_path / "spill" else other_free))
+    assert diskspace.shortfalls(input_bytes, folders) == []
+    other_free -= 1
+    [line] = diskspace.shortfalls(input_bytes, folders)
+    assert line.startswith(f"  the disk of {tmp_path}:"), line
+    assert "checkpoints" not in line
+    assert diskspace.shortfalls(0, folders) == []  # below the floor, never refused
