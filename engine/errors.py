@@ -109,7 +109,7 @@ class DiskFullError(EngineError):
             f"not enough free disk for this night ({input_bytes / 1e6:,.0f} MB of Parquet inputs); nothing was "
             "written and the state is as it was:\n" + "\n".join(shortfalls) + "\n\n"
             "Hint: free space, or put the checkpoints on another disk with --work-dir. The estimate is per "
-            "byte of input, from the national night (benchmarks/RESULTS.md, Disk); --skip-disk-check runs the "
-            "night anyway (a disk that fills up still stops it cleanly)."
+            "byte of input, measured on nights of 1M to 125M residents (benchmarks/RESULTS.md, Disk); "
+            "--skip-disk-check runs the night anyway (a disk that fills up still stops it cleanly)."
         )
         return cls(msg)
