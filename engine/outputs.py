@@ -90,9 +90,9 @@ def write_transfer_files(
     """One 総合振込 file per municipality and transfer date (split into parts of at most
     `max_records_per_file` records); `payouts` carries `transfer_file` naming each row's file.
 
-    Data records are checked once for the whole night (columnar) and written as cp932 bytes by
-    the record kernel (zengin.record_bytes); each file is then its header, its rows of those
-    bytes, its trailer and the end record.
+    The night's data records are checked and written as cp932 bytes at once, by the record
+    kernel (zengin.record_bytes); each file is then its header, its rows of those bytes, its
+    trailer and the end record.
     """
     names = payouts["transfer_file"].unique().sort()
     # by file, then household: the files' ranks sort as integers (half the time of the strings)

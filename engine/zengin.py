@@ -380,7 +380,7 @@ def record_bytes(transfers: pl.LazyFrame | pl.DataFrame, *, new_code: str = "1")
     kinds = np.empty(fields, np.int64)
     texts = [f for f, (column, _, _, kind, _) in enumerate(_LAYOUT)
              if kind == "C" or not frame.schema[column].is_integer()]
-    offsets = np.zeros((fields, n + 1), np.int64) if texts else np.zeros((fields, 1), np.int64)
+    offsets = np.zeros((fields, n + 1), np.int64)
     numbers = np.zeros((fields, n), np.int64)
     valids = np.empty((fields, n), np.bool_)
     chunks, base = [], 0
