@@ -156,6 +156,7 @@ def test_a_night_that_would_not_fit_on_its_disk_is_refused_before_it_starts(tmp_
 
 
 def test_the_disk_estimate_adds_up_the_folders_of_each_disk(tmp_path: Path, monkeypatch) -> None:
+    tmp_path = tmp_path.resolve()  # the folders are compared as the check resolves them
     folders = {"checkpoints": tmp_path / "spill", "outputs": tmp_path / "out" / "nested", "state": tmp_path / "state"}
     (tmp_path / "spill").mkdir()
     input_bytes = 10 * 10**9  # 10 GB of inputs
