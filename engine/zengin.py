@@ -57,8 +57,6 @@ TRANSFER_COLUMNS = (
 _NUMERIC_FIELDS = {"bank_code": 4, "branch_code": 3, "account_number": 7}
 # Customer codes: N(10) as well, but a null is written as 10 spaces (as in the devture fixture).
 _CUSTOMER_CODE_FIELDS = {"customer_code_1": 10, "customer_code_2": 10}
-# (column, width) of each C field; left-justified, space-filled, cut to the width.
-_CHARACTER_FIELDS = {"bank_name_kana": 15, "branch_name_kana": 15, "payee_name_kana": 30}
 _MAX_EXAMPLES = 5
 
 
@@ -428,9 +426,10 @@ def transfer_file_bytes(
     as the devture fixture does. 振込指定日 must be a bank business day (§4.2) unless
     `require_business_day` is False.
     """
-    records = record_bytes(transfers, new_code=new_code)
+    frame = transfers.lazy().collect()  # once: the records and the total read the same rows
+    records = record_bytes(frame, new_code=new_code)
     return assembled_file(
-        remitter, transfer_date, records, int(transfers.lazy().select(pl.col("amount_yen").sum()).collect().item()),
+        remitter, transfer_date, records, int(frame["amount_yen"].sum()),
         final_newline=final_newline, require_business_day=require_business_day,
     )
 
