@@ -85,19 +85,24 @@ def _tree_rss(root: int) -> int:
 
 
 def run_measured(cmd: list[str], *, stage_log: Path | None = None, max_seconds: float = 1e9,
-                 max_rss: float = 1e18, stdout: Path | None = None) -> dict:
+                 max_rss: float = 1e18, stdout: Path | None = None, disk: Path | None = None) -> dict:
     """Run `cmd`, sampling its process tree's RSS; return wall seconds, maxrss of the child (wait4),
-    the sampled tree peak, the peak per stage (when the child logs stages) and how it ended."""
+    the sampled tree peak, the peak per stage (when the child logs stages) and how it ended. With
+    `disk`, also the peak growth of the used space on that folder's filesystem over the run (sampled
+    with the RSS: the night's checkpoints, outputs and state, and anything else writing there)."""
     out = open(stdout, "wb") if stdout else subprocess.DEVNULL
+    disk_start = shutil.disk_usage(disk).used if disk else 0
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.PIPE, start_new_session=True)
-    peak, per_stage, stopped = 0, {}, None
+    peak, disk_peak, per_stage, stopped = 0, 0, {}, None
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         rss = _tree_rss(proc.pid)
         peak = max(peak, rss)
+        if disk:
+            disk_peak = max(disk_peak, shutil.disk_usage(disk).used - disk_start)
         stage = _current_stage(stage_log)
         if stage:
             per_stage[stage] = max(per_stage.get(stage, 0), rss)
@@ -113,7 +118,8 @@ def run_measured(cmd: list[str], *, stage_log: Path | None = None, max_seconds: 
         out.close()
     code = os.waitstatus_to_exitcode(status)
     return {"seconds": round(seconds, 2), "maxrss_bytes": usage.ru_maxrss * 1024, "tree_peak_bytes": peak,
-            "stage_peak_bytes": per_stage, "exit_code": code, "stopped": stopped,
+            "stage_peak_bytes": per_stage, "disk_peak_bytes": disk_peak if disk else None, "exit_code": code,
+            "stopped": stopped,
             "stderr_tail": stderr[-2000:] if code else ""}
 
 
@@ -173,7 +179,7 @@ def night_measured(inputs: Path, workdir: Path, run_date: date, max_minutes: flo
            "--state", str(folder / "state"), "--out", str(folder / "out"), "--date", run_date.isoformat(),
            "--stage-log", str(log), *(["--shards", str(shards)] if shards is not None else [])]
     result = run_measured(cmd, stage_log=log, max_seconds=max_minutes * 60, max_rss=max_rss_gb * 2**30,
-                          stdout=folder / "report.json")
+                          stdout=folder / "report.json", disk=folder)
     if result["exit_code"] == 0:
         report = json.loads((folder / "report.json").read_text())
         timings = json.loads((Path(report["run_dir"]) / "timings.json").read_text())
@@ -182,6 +188,11 @@ def night_measured(inputs: Path, workdir: Path, run_date: date, max_minutes: flo
                       shards=report.get("shards", 0), totals=run_record["totals_yen"])
         result["output_bytes"] = sum(p.stat().st_size for p in (folder / "out").rglob("*") if p.is_file())
         result["state_bytes"] = sum(p.stat().st_size for p in (folder / "state").rglob("*") if p.is_file())
+        result["input_bytes"] = sum(p.stat().st_size for p in inputs.rglob("*.parquet") if "truth" not in p.parts)
+        sys.path.insert(0, str(ROOT))
+        from engine import diskspace
+
+        result["disk_asked_bytes"] = diskspace.estimate(result["input_bytes"], sharded=result["shards"] > 0)["night"]
     else:
         result["stage_reached"] = _current_stage(log)
     if not keep:
@@ -288,6 +299,14 @@ def size_section(n: int, seed: int, gen: dict | None, nights: list[dict], base: 
                   f"{counts.get('households', 0):,}, transactions {counts.get('transactions_rows', 0):,}; "
                   f"identity pairs compared {counts.get('identity_pairs_compared', 0):,}. Outputs "
                   f"{_gb(done[0].get('output_bytes'))} GB, state {_gb(done[0].get('state_bytes'))} GB.", ""]
+        disk = [r["disk_peak_bytes"] for r in done if r.get("disk_peak_bytes") is not None]
+        if disk and done[0].get("input_bytes"):
+            inputs = done[0]["input_bytes"]
+            lines += [f"Peak disk of the night (growth of the used space on the night folder's filesystem, "
+                      f"sampled): {' / '.join(_gb(d) + ' GB' for d in disk)}, "
+                      f"{statistics.median(disk) / inputs:.2f} bytes per input byte ({_gb(inputs)} GB of input "
+                      f"Parquet); the estimate of the check before the night (engine/diskspace.py, with its margin): "
+                      f"{_gb(done[0]['disk_asked_bytes'])} GB.", ""]
     if base.get("exit_code") == 0:
         steps = base["step_seconds"]
         lines += ["DuckDB SQL baseline (benchmarks/baseline_sql.py, one run, subprocess): "
