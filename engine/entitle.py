@@ -64,18 +64,45 @@ def household_entitlements(members: pl.LazyFrame, cfg: BenefitConfig) -> pl.Lazy
     A member who died on or after the basis date still counts while the household has another
     living eligible member; a household with no living eligible member is not payable (§1.1).
     """
+    return _payable(members.group_by("household_id").agg(_household_counts()), cfg)
+
+
+def payees(members: pl.LazyFrame) -> pl.LazyFrame:
+    """The member who receives for each household: the head; if the head has died, the new head
+    (the registry's is_head flag wins among the living, then the eldest living eligible member;
+    実施要領, research §1.1). One row per household with a living eligible member, with its
+    registered head (the head with the lowest My Number) beside it."""
+    keys = members.group_by("household_id").agg(_payee_keys())
+    return _with_payee_fields(keys, members).filter(pl.col("payee_my_number").is_not_null())
+
+
+PAYEE_COLUMNS = ("payee_my_number", "payee_person_key", "payee_family_name_kana", "payee_given_name_kana",
+                 "registered_head_my_number", "registered_head_family_name_kana", "registered_head_given_name_kana")
+
+
+def households_with_payees(members: pl.LazyFrame, cfg: BenefitConfig) -> pl.LazyFrame:
+    """household_entitlements with the payees columns (PAYEE_COLUMNS) beside them, from one
+    aggregation of the members; the payee columns are null where the household has no living
+    eligible member (living_eligible_members == 0), as payees leaves such a household out."""
+    keys = members.group_by("household_id").agg(*_household_counts(), *_payee_keys())
+    return _payable(_with_payee_fields(keys, members), cfg)
+
+
+def _household_counts() -> list[pl.Expr]:
+    return [
+        pl.col("municipality_code").min_by(_not_head() * 2**_HEAD_SHIFT + pl.col(ROW).cast(pl.Int64)),
+        pl.len().cast(pl.Int64).alias("registered_members"),
+        pl.col("is_eligible").sum().cast(pl.Int64).alias("eligible_members"),
+        (pl.col("is_eligible") & pl.col("is_declined")).sum().cast(pl.Int64).alias("declined_members"),
+        pl.col("is_counted").sum().cast(pl.Int64).alias("counted_members"),
+        (pl.col("is_eligible") & pl.col("is_living")).sum().cast(pl.Int64).alias("living_eligible_members"),
+        (pl.col("is_head") & ~pl.col("is_living")).any().alias("is_head_deceased"),
+    ]
+
+
+def _payable(households: pl.LazyFrame, cfg: BenefitConfig) -> pl.LazyFrame:
     return (
-        members.group_by("household_id")
-        .agg(
-            pl.col("municipality_code").sort_by(pl.col("is_head").not_(), pl.col(ROW)).first(),
-            pl.len().cast(pl.Int64).alias("registered_members"),
-            pl.col("is_eligible").sum().cast(pl.Int64).alias("eligible_members"),
-            (pl.col("is_eligible") & pl.col("is_declined")).sum().cast(pl.Int64).alias("declined_members"),
-            pl.col("is_counted").sum().cast(pl.Int64).alias("counted_members"),
-            (pl.col("is_eligible") & pl.col("is_living")).sum().cast(pl.Int64).alias("living_eligible_members"),
-            (pl.col("is_head") & ~pl.col("is_living")).any().alias("is_head_deceased"),
-        )
-        .with_columns(
+        households.with_columns(
             pl.when(pl.col("eligible_members") == 0).then(pl.lit("no_eligible_member"))
             .when(pl.col("living_eligible_members") == 0).then(pl.lit("no_living_member"))
             .when(pl.col("counted_members") == 0).then(pl.lit("all_declined"))
@@ -91,31 +118,41 @@ def household_entitlements(members: pl.LazyFrame, cfg: BenefitConfig) -> pl.Lazy
     )
 
 
-def payees(members: pl.LazyFrame) -> pl.LazyFrame:
-    """The member who receives for each household: the head; if the head has died, the new head
-    (the registry's is_head flag wins among the living, then the eldest living eligible member;
-    実施要領, research §1.1)."""
-    registered_heads = (
-        members.filter(pl.col("is_head"))
-        .sort("household_id", "my_number")
-        .group_by("household_id", maintain_order=True)
-        .agg(
-            pl.col("my_number").first().alias("registered_head_my_number"),
-            pl.col("family_name_kana").first().alias("registered_head_family_name_kana"),
-            pl.col("given_name_kana").first().alias("registered_head_given_name_kana"),
-        )
-    )
+# the payee is the living eligible member first in (is_head first, birth_date, row) order: that
+# order packed into one integer, whose minimum per household names the payee's row, so that the
+# members are aggregated, not sorted (1.4x faster on 3M members): not a head at bit 52, the
+# birth date at bits 34–51 (days since 1970 + 2^16; 0 when unknown, first, as a sort puts nulls),
+# the row below (a dataset of fewer than 2^34 rows: the row is the members' unique key)
+_BIRTH_SHIFT, _HEAD_SHIFT, _DAY_OFFSET = 34, 52, 2**16
+_PAYEE_ROW, _HEAD_ROW = "__payee_row", "__head_row"
+
+
+def _not_head() -> pl.Expr:
+    return (~pl.col("is_head")).cast(pl.Int64)
+
+
+def _payee_keys() -> list[pl.Expr]:
+    """The rows of the payee and of the registered head (null when there is none)."""
+    days = (pl.col("birth_date").cast(pl.Int32).cast(pl.Int64) + _DAY_OFFSET).fill_null(0)
+    row = pl.col(ROW).cast(pl.Int64)
+    order = _not_head() * 2**_HEAD_SHIFT + days * 2**_BIRTH_SHIFT + row
+    return [
+        (pl.when(pl.col("is_eligible") & pl.col("is_living")).then(order).min() % 2**_BIRTH_SHIFT).alias(_PAYEE_ROW),
+        row.min_by(pl.when(pl.col("is_head")).then(pl.col("my_number"))).alias(_HEAD_ROW),
+    ]
+
+
+def _with_payee_fields(keys: pl.LazyFrame, members: pl.LazyFrame) -> pl.LazyFrame:
+    """`keys` (_payee_keys per household) with the payee's and the registered head's columns."""
+    named = ("my_number", "person_key", "family_name_kana", "given_name_kana")
+    fields = members.select(pl.col(ROW).cast(pl.Int64), *named)
+    payee = fields.select(pl.col(ROW).alias(_PAYEE_ROW), *(pl.col(c).alias(f"payee_{c}") for c in named))
+    head = fields.select(pl.col(ROW).alias(_HEAD_ROW), pl.col("my_number").alias("registered_head_my_number"),
+                         *(pl.col(c).alias(f"registered_head_{c}") for c in ("family_name_kana", "given_name_kana")))
     return (
-        members.filter(pl.col("is_eligible") & pl.col("is_living"))
-        .sort(["household_id", "is_head", "birth_date", ROW], descending=[False, True, False, False])
-        .group_by("household_id", maintain_order=True)
-        .agg(
-            pl.col("my_number").first().alias("payee_my_number"),
-            pl.col("person_key").first().alias("payee_person_key"),
-            pl.col("family_name_kana").first().alias("payee_family_name_kana"),
-            pl.col("given_name_kana").first().alias("payee_given_name_kana"),
-        )
-        .join(registered_heads, on="household_id", how="left")
+        keys.join(payee, on=_PAYEE_ROW, how="left")
+        .join(head, on=_HEAD_ROW, how="left")
+        .drop(_PAYEE_ROW, _HEAD_ROW)
     )
 
 

@@ -432,9 +432,10 @@ def entitled(v: Validated, keys: pl.LazyFrame, paid_elsewhere: pl.LazyFrame, cfg
         ).pipe(entitle.without_paid_elsewhere, paid_elsewhere),
         work / "03_entitle" / "members.parquet",
     )
-    households = steps.sink(entitle.household_entitlements(members, cfg.benefit),
-                            work / "03_entitle" / "households.parquet")
-    payees = steps.sink(entitle.payees(members), work / "03_entitle" / "payees.parquet")
+    # households and payees from one pass over the members, into one checkpoint
+    both = steps.sink(entitle.households_with_payees(members, cfg.benefit), work / "03_entitle" / "households.parquet")
+    households = both.drop(entitle.PAYEE_COLUMNS)
+    payees = both.filter(pl.col("living_eligible_members") > 0).select("household_id", *entitle.PAYEE_COLUMNS)
     return members, households, payees
 
 
