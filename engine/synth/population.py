@@ -107,13 +107,15 @@ def household_rows(rng: np.random.Generator, sizes: np.ndarray, age_years: np.nd
     head_key = age_years[heads] + rng.normal(0.0, 5.0, count)
     person_at = np.empty(residents, dtype=np.int64)
     person_at[start] = heads
-    # keys are continuous with noise (no ties), so the fast unstable sort is deterministic
-    person_at[start[multi[np.argsort(head_key[multi])]] + 1] = partners[
-        np.argsort(age_years[partners] + rng.normal(0.0, 5.0, partners.size))
+    # stable sorts: the rows of one household share its head's key, and an unstable sort breaks
+    # such ties by the CPU's sorting code (numpy's AVX-512 and AVX2 sorts differ), so the same
+    # seed gave other files on another machine (tests/pipelines/test_generate.py)
+    person_at[start[multi[np.argsort(head_key[multi], kind="stable")]] + 1] = partners[
+        np.argsort(age_years[partners] + rng.normal(0.0, 5.0, partners.size), kind="stable")
     ]
     other_rows = np.flatnonzero(slot >= 2)
-    person_at[other_rows[np.argsort(head_key[household_of_row[other_rows]])]] = (
-        others[np.argsort(age_years[others] + rng.normal(0.0, 5.0, others.size))]
+    person_at[other_rows[np.argsort(head_key[household_of_row[other_rows]], kind="stable")]] = (
+        others[np.argsort(age_years[others] + rng.normal(0.0, 5.0, others.size), kind="stable")]
     )
     return person_at
 

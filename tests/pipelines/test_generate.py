@@ -7,6 +7,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import jaconv
+import numpy as np
 import polars as pl
 import pytest
 from pydantic import ValidationError
@@ -355,6 +356,27 @@ def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
     assert first.rows == second.rows
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
     assert digests(tmp_path / "a")["residents/part-00000.parquet"] != digests(tmp_path / "c")["residents/part-00000.parquet"]
+
+
+def test_same_seed_gives_identical_files_whatever_breaks_sort_ties(tmp_path: Path, monkeypatch) -> None:
+    """numpy's default (unstable) sort orders equal keys as the CPU's sorting code does (AVX-512
+    and AVX2 differ): with ties broken the other way round, the files must not change."""
+    def digests(out: Path) -> dict[str, str]:
+        return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(out.rglob("*")) if p.is_file()}
+
+    argsort = np.argsort
+
+    def ties_last_first(a, axis=-1, kind=None, order=None):
+        a = np.asarray(a)
+        if kind in ("stable", "mergesort") or a.ndim != 1:
+            return argsort(a, axis=axis, kind=kind, order=order)
+        return a.size - 1 - argsort(a[::-1], kind="stable")
+
+    generate(20_000, seed=3, out=tmp_path / "a", chunk_households=4_000, workers=1)
+    monkeypatch.setattr(np, "argsort", ties_last_first)
+    generate(20_000, seed=3, out=tmp_path / "b", chunk_households=4_000, workers=1)
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
 
 
 def test_rerun_into_the_same_folder_replaces_the_parts(tmp_path: Path) -> None:
