@@ -23,8 +23,8 @@ from engine.errors import DiskFullError
 
 # bytes per byte of Parquet input, each folder at its own peak, and the whole night's peak
 # (benchmarks/RESULTS.md "Disk"). Sharded: the same at 10M (3 shards: 2.69 GB at the peak for
-# 0.54 GB of inputs, measured) and at 125M (26 shards: ~33.4 GB for 6.71 GB, from the sizes
-# sampled during a national night). In one piece (measured at 1M: 0.33 GB for 54 MB): the
+# 0.54 GB of inputs, measured) and at 125M (26 shards: 34.0 GB for 6.71 GB, measured on a
+# quiet machine by benchmarks/national.py). In one piece (measured at 1M: 0.33 GB for 54 MB): the
 # checkpoints stay to the end, and analyst.duckdb holds the tables themselves, not views
 PEAK_PER_INPUT_BYTE = {
     "sharded": {"checkpoints": 4.9, "outputs": 1.92, "state": 0.99, "night": 5.05},
