@@ -120,9 +120,9 @@ def _payable(households: pl.LazyFrame, cfg: BenefitConfig) -> pl.LazyFrame:
 
 # the payee is the living eligible member first in (is_head first, birth_date, row) order: that
 # order packed into one integer, whose minimum per household names the payee's row, so that the
-# members are aggregated, not sorted (1.4x faster on 3M members): not a head at bit 52, the
-# birth date at bits 34–51 (days since 1970 + 2^16; 0 when unknown, first, as a sort puts nulls),
-# the row below (a dataset of fewer than 2^34 rows: the row is the members' unique key)
+# members are aggregated, not sorted (1.25x faster on 3M members, benchmarks/RESULTS.md): not a
+# head at bit 52, the birth date at bits 34–51 (days since 1970 + 2^16; 0 when unknown, first, as
+# a sort puts nulls), the row below (a dataset of fewer than 2^34 rows: the members' unique key)
 _BIRTH_SHIFT, _HEAD_SHIFT, _DAY_OFFSET = 34, 52, 2**16
 _PAYEE_ROW, _HEAD_ROW = "__payee_row", "__head_row"
 
