@@ -188,7 +188,8 @@ def night_measured(inputs: Path, workdir: Path, run_date: date, max_minutes: flo
                       shards=report.get("shards", 0), totals=run_record["totals_yen"])
         result["output_bytes"] = sum(p.stat().st_size for p in (folder / "out").rglob("*") if p.is_file())
         result["state_bytes"] = sum(p.stat().st_size for p in (folder / "state").rglob("*") if p.is_file())
-        result["input_bytes"] = sum(p.stat().st_size for p in inputs.rglob("*.parquet") if "truth" not in p.parts)
+        # the inputs as the night recorded them: the bytes its disk check weighed
+        result["input_bytes"] = sum(f["bytes"] for entry in run_record["inputs"].values() for f in entry["files"])
         sys.path.insert(0, str(ROOT))
         from engine import diskspace
 

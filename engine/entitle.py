@@ -72,8 +72,7 @@ def payees(members: pl.LazyFrame) -> pl.LazyFrame:
     (the registry's is_head flag wins among the living, then the eldest living eligible member;
     実施要領, research §1.1). One row per household with a living eligible member, with its
     registered head (the head with the lowest My Number) beside it."""
-    keys = members.group_by("household_id").agg(_payee_keys())
-    return _with_payee_fields(keys, members).filter(pl.col("payee_my_number").is_not_null())
+    return payees_of(_with_payee_fields(members.group_by("household_id").agg(_payee_keys()), members))
 
 
 PAYEE_COLUMNS = ("payee_my_number", "payee_person_key", "payee_family_name_kana", "payee_given_name_kana",
@@ -86,6 +85,12 @@ def households_with_payees(members: pl.LazyFrame, cfg: BenefitConfig) -> pl.Lazy
     eligible member (living_eligible_members == 0), as payees leaves such a household out."""
     keys = members.group_by("household_id").agg(*_household_counts(), *_payee_keys())
     return _payable(_with_payee_fields(keys, members), cfg)
+
+
+def payees_of(households: pl.LazyFrame) -> pl.LazyFrame:
+    """The payees of households with the payee columns (households_with_payees): the households
+    that have one, as payees gives them."""
+    return households.filter(pl.col("payee_my_number").is_not_null()).select("household_id", *PAYEE_COLUMNS)
 
 
 def _household_counts() -> list[pl.Expr]:

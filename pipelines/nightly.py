@@ -435,7 +435,7 @@ def entitled(v: Validated, keys: pl.LazyFrame, paid_elsewhere: pl.LazyFrame, cfg
     # households and payees from one pass over the members, into one checkpoint
     both = steps.sink(entitle.households_with_payees(members, cfg.benefit), work / "03_entitle" / "households.parquet")
     households = both.drop(entitle.PAYEE_COLUMNS)
-    payees = both.filter(pl.col("living_eligible_members") > 0).select("household_id", *entitle.PAYEE_COLUMNS)
+    payees = entitle.payees_of(both)
     return members, households, payees
 
 
