@@ -9,12 +9,15 @@ allocations are fresh pages that the kernel must fault in and zero: on the 10M n
 `/usr/bin/time -v` counted 17-18 million minor page faults and 77-86 s of system time, a
 quarter of the night's CPU.
 
-NIGHT keeps freed pages for 5 s before returning them, so that the next queries reuse them, and
-backs jemalloc's memory with transparent huge pages (2 MB pages instead of 4 KB: fewer faults,
-fewer TLB misses). Huge pages need the longer decay: with Polars' 0.5 s they are freed and
-faulted in again so often that system time stayed as high as with Polars' setting alone. On
-the 10M night, alternated with Polars' setting: 2.7 million faults, 10% less wall time and 12%
-less CPU, 0.6 GB more peak memory (benchmarks/RESULTS.md, "Polars' allocator").
+NIGHT keeps freed pages for 5 s before returning them, so that the next queries reuse them:
+on the 10M night, alternated with Polars' setting, 7 million faults instead of 18 million and
+111 s wall instead of 138 s (benchmarks/RESULTS.md, "Polars' allocator").
+
+It leaves transparent huge pages to the kernel's policy. Asking jemalloc for them
+(`thp:always`) was about even on the first machine measured and costly on the next one: there
+the kernel zeroed 2 MB for each of 13,700 huge-page faults a 10M night (2,600 without), `perf`
+put a fifth of the night's CPU in the kernel's page zeroing, and the night took 131 s instead
+of 111 s (median of 5 and 3 alternated runs).
 
 An operator's own `_RJEM_MALLOC_CONF` wins. The value that Polars sets in a parent Python
 process, inherited by `kyufu`, is not an operator's: what follows Polars' setting in it is.
@@ -28,7 +31,7 @@ import os
 import sys
 
 VARIABLE = "_RJEM_MALLOC_CONF"
-NIGHT = "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:5000,thp:always,metadata_thp:always"
+NIGHT = "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:5000"
 POLARS_SETTING = "dirty_decay_ms:500,muzzy_decay_ms:1000"  # polars/__init__.py, Polars 2.1.0
 
 
