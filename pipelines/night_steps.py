@@ -234,14 +234,13 @@ def analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_file
         paths["ledger"] = shutil.copyfile(ledger_all, folder / "ledger.parquet")
     household_status = decided.select("household_id", pl.col("status").alias("household_status")).lazy()
     paths["persons"] = folder / "persons.parquet"
-    (
-        members.join(household_status, on="household_id", how="left")
+    (  # in the members' order, the registry's (a sort by household cost 40% more, for analysts who query)
+        members.join(household_status, on="household_id", how="left", maintain_order="left")
         .select(
             day, "person_key", "household_id", "municipality_code", "is_head", "sex",
             pl.col("birth_date").dt.year().alias("birth_year"), "not_eligible_reason", "is_declined",
             "is_living", "is_counted", "household_status",
         )
-        .sort("household_id", "person_key")
         .sink_parquet(paths["persons"], **state.PARQUET)
     )
     paths["rejects"] = folder / "rejects.parquet"
