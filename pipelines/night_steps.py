@@ -234,7 +234,7 @@ def analyst_tables(work: Path, run_date: date, *, decided: pl.DataFrame, in_file
         paths["ledger"] = shutil.copyfile(ledger_all, folder / "ledger.parquet")
     household_status = decided.select("household_id", pl.col("status").alias("household_status")).lazy()
     paths["persons"] = folder / "persons.parquet"
-    (  # in the members' order, the registry's (a sort by household cost 40% more, for analysts who query)
+    (  # in the members' order, the registry's: sorted by household it took 1.6x as long (3M members)
         members.join(household_status, on="household_id", how="left", maintain_order="left")
         .select(
             day, "person_key", "household_id", "municipality_code", "is_head", "sex",
