@@ -345,11 +345,13 @@ def test_planted_households_are_payable_and_never_die_naturally(generated) -> No
     assert heads.select(payable.all()).item()
 
 
-def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
-    def digests(out: Path) -> dict[str, str]:
-        return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(out.rglob("*")) if p.is_file()}
+def digests(out: Path) -> dict[str, str]:
+    """SHA-256 of every file under `out`, by its path relative to `out`."""
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file()}
 
+
+def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
     first = generate(20_000, seed=3, out=tmp_path / "a", chunk_households=4_000)
     second = generate(20_000, seed=3, out=tmp_path / "b", chunk_households=4_000)
     other = generate(20_000, seed=4, out=tmp_path / "c", chunk_households=4_000)
@@ -361,10 +363,6 @@ def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
 def test_same_seed_gives_identical_files_whatever_breaks_sort_ties(tmp_path: Path, monkeypatch) -> None:
     """numpy's default (unstable) sort orders equal keys as the CPU's sorting code does (AVX-512
     and AVX2 differ): with ties broken the other way round, the files must not change."""
-    def digests(out: Path) -> dict[str, str]:
-        return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(out.rglob("*")) if p.is_file()}
-
     argsort = np.argsort
 
     def ties_last_first(a, axis=-1, kind=None, order=None):
