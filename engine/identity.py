@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from engine import kana, kernels, similarity
+from engine import kana, kernels, similarity, sorted_index
 from engine.config import ChecksConfig
 from engine.errors import EngineError
 
@@ -82,7 +82,7 @@ def _emitted_pairs(keys: pl.DataFrame, rows: dict[str, np.ndarray], strings: dic
     can_meet = keys.select(pl.all_horizontal(pl.col(*ROW_KEYS, block_key).is_not_null())).to_series()
     hashed_rows, key_codes = kernels.block_hashed_rows(
         rows["birth_date"], *strings["sex"][:2], *strings[block_key][:2], can_meet.to_numpy())
-    hashed_rows.sort()
+    hashed_rows = sorted_index.ascending(hashed_rows)
     left, right, whole, family, given, is_matched, compared = kernels.fuzzy_identity_pairs(
         hashed_rows, rows["birth_date"], key_codes,
         rows["person_key"], rows["my_number"], rows["household_id"], rows["flags"],

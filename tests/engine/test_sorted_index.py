@@ -93,6 +93,16 @@ def test_stable_argsort_keeps_the_order_of_equal_keys_and_small_inputs() -> None
 
 
 @pytest.mark.parametrize("layout", ["my_numbers", "counter", "repeats", "skewed", "extremes", "one"])
+def test_ascending_matches_numpy_sort(layout: str) -> None:
+    values = layouts(np.random.default_rng(3), 10_000)[layout]
+    before = values.copy()
+    assert sorted_index.ascending(values).tolist() == np.sort(values).tolist()
+    assert np.array_equal(values, before)  # the input is left as it was
+    for small in ([], [4], [5, 1, 5]):
+        assert sorted_index.ascending(np.array(small, dtype=np.int64)).tolist() == sorted(small)
+
+
+@pytest.mark.parametrize("layout", ["my_numbers", "counter", "repeats", "skewed", "extremes", "one"])
 def test_unique_matches_numpy(layout: str) -> None:
     values = layouts(np.random.default_rng(11), 10_000)[layout]
     assert sorted_index.unique(values).tolist() == np.unique(values).tolist()
