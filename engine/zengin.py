@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from numba import njit
+from numba import njit, prange
 
 from engine import reference
 from engine.errors import EngineError
@@ -291,7 +291,66 @@ RECORD_BYTES = RECORD_LENGTH + len(LINE_BREAK)
 _DIGITS, _NUMBER, _TEXT = 0, 1, 2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
+def _put_record(out, row, template, kinds, starts, widths, required, minimum, nonblank, offsets, data,
+                numbers, valids):
+    """Row `row` of `_put_records`; returns the first field that breaks its rule, or -1."""
+    out[row, :] = template
+    for f in range(kinds.shape[0]):
+        start, width = starts[f], widths[f]
+        if not valids[f, row]:
+            if required[f]:
+                return f
+            continue  # the template's spaces
+        kind = kinds[f]
+        if kind == _NUMBER:
+            value = numbers[f, row]
+            if value < minimum[f]:
+                return f
+            for k in range(width - 1, -1, -1):
+                out[row, start + k] = 0x30 + value % 10
+                value //= 10
+            if value:
+                return f
+            continue
+        i, stop = offsets[f, row], offsets[f, row + 1]
+        if kind == _DIGITS:
+            length = stop - i
+            if length < 1 or length > width:
+                return f
+            pad = width - length
+            for k in range(pad):
+                out[row, start + k] = 0x30
+            for k in range(length):
+                b = data[i + k]
+                if b < 0x30 or b > 0x39:
+                    return f
+                out[row, start + pad + k] = b
+            continue
+        written, blank = 0, True
+        while i < stop:
+            b = data[i]
+            if 0x20 <= b <= 0x7E:
+                i += 1
+            elif b == 0xEF and i + 2 < stop and data[i + 1] == 0xBD and 0xA1 <= data[i + 2] <= 0xBF:
+                b = data[i + 2]
+                i += 3
+            elif b == 0xEF and i + 2 < stop and data[i + 1] == 0xBE and 0x80 <= data[i + 2] <= 0x9F:
+                b = data[i + 2] + 0x40
+                i += 3
+            else:
+                return f
+            if b != 0x20:
+                blank = False
+            if written < width:
+                out[row, start + written] = b
+                written += 1
+        if blank and nonblank[f]:
+            return f
+    return -1
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def _put_records(out, template, kinds, starts, widths, required, minimum, nonblank, offsets, data, numbers,
                  valids):
     """Every row of `out` (n, 122): the `template` (the fixed bytes), then every field. Field f
@@ -301,60 +360,16 @@ def _put_records(out, template, kinds, starts, widths, required, minimum, nonbla
     zero-filled; _TEXT, every character a JIS X 0201 single byte (cp932: ASCII 0x20–0x7E as
     it is, half-width katakana U+FF61–FF9F, UTF-8 EF BD A1–BF and EF BE 80–9F, as A1–DF),
     the first `width` written left-justified and space-filled; with nonblank[f], not only
-    spaces. Returns (row, field) of the first value that breaks its rule, or (-1, -1)."""
-    for row in range(out.shape[0]):
-        out[row, :] = template
-        for f in range(kinds.shape[0]):
-            start, width = starts[f], widths[f]
-            if not valids[f, row]:
-                if required[f]:
-                    return row, f
-                continue  # the template's spaces
-            kind = kinds[f]
-            if kind == _NUMBER:
-                value = numbers[f, row]
-                if value < minimum[f]:
-                    return row, f
-                for k in range(width - 1, -1, -1):
-                    out[row, start + k] = 0x30 + value % 10
-                    value //= 10
-                if value:
-                    return row, f
-                continue
-            i, stop = offsets[f, row], offsets[f, row + 1]
-            if kind == _DIGITS:
-                length = stop - i
-                if length < 1 or length > width:
-                    return row, f
-                pad = width - length
-                for k in range(pad):
-                    out[row, start + k] = 0x30
-                for k in range(length):
-                    b = data[i + k]
-                    if b < 0x30 or b > 0x39:
-                        return row, f
-                    out[row, start + pad + k] = b
-                continue
-            written, blank = 0, True
-            while i < stop:
-                b = data[i]
-                if 0x20 <= b <= 0x7E:
-                    i += 1
-                elif b == 0xEF and i + 2 < stop and data[i + 1] == 0xBD and 0xA1 <= data[i + 2] <= 0xBF:
-                    b = data[i + 2]
-                    i += 3
-                elif b == 0xEF and i + 2 < stop and data[i + 1] == 0xBE and 0x80 <= data[i + 2] <= 0x9F:
-                    b = data[i + 2] + 0x40
-                    i += 3
-                else:
-                    return row, f
-                if b != 0x20:
-                    blank = False
-                if written < width:
-                    out[row, start + written] = b
-                    written += 1
-            if blank and nonblank[f]:
-                return row, f
+    spaces. Returns (row, field) of the first value that breaks its rule, or (-1, -1). Rows are
+    written in parallel (the records are independent), then the first broken row is looked up."""
+    n = out.shape[0]
+    broken = np.empty(n, np.int64)
+    for row in prange(n):
+        broken[row] = _put_record(out, row, template, kinds, starts, widths, required, minimum, nonblank,
+                                  offsets, data, numbers, valids)
+    for row in range(n):
+        if broken[row] >= 0:
+            return row, broken[row]
     return -1, -1
 
 

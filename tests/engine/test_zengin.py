@@ -373,6 +373,16 @@ def test_the_record_kernel_refuses_what_the_row_checks_refuse(column: str, value
         zengin.record_bytes(broken)
 
 
+def test_the_record_kernel_names_the_first_broken_row(monkeypatch) -> None:
+    """Rows are written in parallel; the value named is still the first broken row's."""
+    rows = [one_transfer()] * 3_000
+    rows[2_500] = one_transfer(bank_code="")
+    rows[700] = one_transfer(account_number="12345678")
+    monkeypatch.setattr(zengin, "checked_transfers", lambda frame: frame)
+    with pytest.raises(zengin.TransferFileError, match=r"account_number cannot be written in its field, e.g. .*12345678"):
+        zengin.record_bytes(pl.concat(rows))
+
+
 def test_an_account_type_outside_the_four_is_refused(monkeypatch) -> None:
     with pytest.raises(zengin.TransferFileError, match="account_type must be one of"):
         zengin.record_bytes(one_transfer(account_type="3"))
