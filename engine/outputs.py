@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -117,15 +118,17 @@ def write_transfer_files(
         .with_columns(start=pl.col("records").cum_sum() - pl.col("records"))
     )
     payers = remitters(files["municipality_code"].unique().to_list(), cfg)
-    written = []
-    for name, municipality, count, total, start in files.iter_rows():
+
+    def written(name: str, municipality: str, count: int, total: int, start: int) -> TransferFile:
         data = zengin.assembled_file(payers[municipality], transfer_date, records[start:start + count], int(total))
         path = out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        written.append(TransferFile(path, municipality, transfer_date, count, int(total),
-                                    hashlib.sha256(data).hexdigest()))
-    return written
+        return TransferFile(path, municipality, transfer_date, count, int(total), hashlib.sha256(data).hexdigest())
+
+    # hashing and writing release the GIL: a file per core at a time
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return list(pool.map(lambda row: written(*row), files.iter_rows()))
 
 
 def write_duckdb(path: Path, tables: dict[str, Path | list[Path]]) -> None:
