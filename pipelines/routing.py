@@ -73,7 +73,7 @@ def write_routed(routed: pl.LazyFrame, folder: Path, n: int, key: str = SHARD) -
     if folder.exists():
         shutil.rmtree(folder)
     routed.sink_parquet(pl.PartitionBy(folder, key=key, include_key=False),
-                        compression=steps.CHECKPOINT_COMPRESSION, mkdir=True)
+                        **steps.CHECKPOINT, mkdir=True)
     folders = [folder / f"{key}={k}" for k in range(n)]
     stray = sorted({p.name for p in folder.iterdir()} - {f.name for f in folders})
     if stray:
@@ -209,7 +209,7 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     for shard, size in enumerate(sizes):
         path = folder / f"{shard}.parquet"
         pl.DataFrame({ROW: rows[offset:offset + size], "person_key": key_per_row[offset:offset + size]}) \
-            .write_parquet(path, compression=steps.CHECKPOINT_COMPRESSION)
+            .write_parquet(path, **steps.CHECKPOINT)
         per_shard.append(pl.scan_parquet(path))
         offset += size
     del key_per_row, rows

@@ -180,9 +180,9 @@ def write_across_inputs(members: pl.LazyFrame, resolved: pl.LazyFrame, folder: P
     """What the checks across households read of one shard: narrow projections."""
     folder.mkdir(parents=True, exist_ok=True)
     members.filter(pl.col("is_eligible")).select("my_number", "household_id", "person_key", "is_eligible") \
-        .sink_parquet(folder / f"members.{shard}.parquet", compression=steps.CHECKPOINT_COMPRESSION)
+        .sink_parquet(folder / f"members.{shard}.parquet", **steps.CHECKPOINT)
     resolved.select("household_id", "account_source", *payout.ACCOUNT_KEY, "payee_family_normalized") \
-        .sink_parquet(folder / f"accounts.{shard}.parquet", compression=steps.CHECKPOINT_COMPRESSION)
+        .sink_parquet(folder / f"accounts.{shard}.parquet", **steps.CHECKPOINT)
     # one file per birth-date bucket (the fuzzy identity check reads the nation a bucket at a
     # time); a row without a birth date meets no other (identity.ROW_KEYS)
     routing.write_routed(identity.identity_keys(members).filter(pl.col("birth_date").is_not_null())
