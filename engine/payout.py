@@ -64,6 +64,13 @@ def application_summary(applications: pl.LazyFrame, payees: pl.LazyFrame) -> pl.
     )
 
 
+# what the resolution reads but nothing after it: not carried into the payee checkpoint (a
+# national night writes it once per shard and reads it twice; the names are its widest columns)
+NOT_READ_AFTER = ("payee_my_number", "payee_family_name_kana", "payee_given_name_kana", "registered_head_my_number",
+                  "registered_head_family_name_kana", "registered_head_given_name_kana", "has_linked_account",
+                  "application_ids")
+
+
 def resolved_accounts(
     households: pl.LazyFrame, payees: pl.LazyFrame, accounts: pl.LazyFrame, applications: pl.LazyFrame
 ) -> pl.LazyFrame:
@@ -71,7 +78,8 @@ def resolved_accounts(
     standing joins back) with their payee and the account to pay into.
 
     Adds `account_source` (linked_account / application / none), the account columns,
-    `holder_name_kana` as written and `holder_name_normalized`.
+    `holder_name_kana` as written and `holder_name_normalized`. The payee's and the registered
+    head's My Numbers and names, read to resolve the account, are left out (NOT_READ_AFTER).
     """
     linked = accounts.select(
         pl.col("my_number").alias("payee_my_number"),
@@ -101,9 +109,6 @@ def resolved_accounts(
         ],
     ).with_columns(
         kana.normalize_kana_expr(pl.col("holder_name_kana")).alias("holder_name_normalized"),
-        kana.normalize_kana_expr(
-            pl.concat_str("payee_family_name_kana", pl.lit(" "), "payee_given_name_kana")
-        ).alias("payee_name_normalized"),
         # whose account it should be: the applicant's, when the registered head applied (the new
         # head is paid into it if the head has died since, §1.1); otherwise the payee's own
         kana.normalize_kana_expr(
@@ -115,4 +120,4 @@ def resolved_accounts(
         # the family name as identity matching reads it (サトー and サトウ are one family)
         identity.name_key(pl.col("payee_family_name_kana")).alias("payee_family_normalized"),
     ).drop([f"linked_{c}" for c in [*ACCOUNT_KEY, "holder_name_kana"]]
-           + [f"application_{c}" for c in [*ACCOUNT_KEY, "holder_name_kana"]])
+           + [f"application_{c}" for c in [*ACCOUNT_KEY, "holder_name_kana"]] + list(NOT_READ_AFTER))
