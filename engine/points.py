@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from engine import kernels, point_checks, settlement
+from engine import kernels, point_checks, settlement, sorted_index
 from engine.config import MynapointConfig
 from engine.schemas import Contract
 
@@ -221,7 +221,7 @@ def _applied_events(events: pl.DataFrame, state: PointsState, cfg: MynapointConf
     event's position (reads stay sequential); a transaction from the state that is refunded
     tonight gets a slot after the events, filled from the state.
     """
-    events = events.sort("person_key", "occurred_at", "transaction_id").with_row_index("event")
+    events = _in_kernel_order(events).with_row_index("event")
     n = events.height
     is_refund = (events["kind"] == "refund").to_numpy()
     refund_rows = events.filter(pl.col("kind") == "refund").select("event", "refund_of")
@@ -281,6 +281,17 @@ def _applied_events(events: pl.DataFrame, state: PointsState, cfg: MynapointConf
     )
     touched = pl.concat([new_rows.select(POINTS_TRANSACTIONS.schema.names()), changed_rows])
     return grants.select(GRANTS.schema.names()), touched
+
+
+def _in_kernel_order(events: pl.DataFrame) -> pl.DataFrame:
+    """The events sorted by (person_key, occurred_at, transaction_id), persons without a key
+    first: events.sort of those columns, by sorted_index.lexsort3 (a person's events are few)."""
+    if events.height < 2:
+        return events
+    events = events.rechunk()  # the gather below is 2-3x slower over the chunks of a collect
+    keys = events.select(pl.col("person_key").fill_null(np.iinfo(np.int64).min), pl.col("occurred_at").cast(pl.Int64),
+                         "transaction_id")
+    return events[pl.Series(sorted_index.lexsort3(*(_int64(keys[c]) for c in keys.columns)))]
 
 
 def _next_state(state: PointsState, grants: pl.DataFrame, touched: pl.DataFrame, run_date: date) -> PointsState:

@@ -135,6 +135,62 @@ def stable_argsort(keys: np.ndarray) -> np.ndarray:
     return _radix_argsort(keys)
 
 
+SHORT_RUN = 32  # runs of equal first keys up to this long are put in order by insertion
+
+
+@njit(uint32[::1](Int64In, Int64In, Int64In), cache=True, parallel=True)
+def _lexsort3(first, second, third):
+    """lexsort: rows in order of (first, second, third), equal rows in row order."""
+    order = _radix_argsort(first)
+    n = order.shape[0]
+    if n < 2:
+        return order
+    # the other keys in that order, so that each run's sort reads memory in sequence
+    by_second = np.empty(n, dtype=np.int64)
+    by_third = np.empty(n, dtype=np.int64)
+    is_start = np.empty(n, dtype=np.bool_)
+    is_start[0] = True
+    for i in prange(n):
+        row = order[i]
+        by_second[i] = second[row]
+        by_third[i] = third[row]
+        if i > 0:
+            is_start[i] = first[row] != first[order[i - 1]]
+    starts = np.flatnonzero(is_start)
+    runs = starts.shape[0]
+    for r in prange(runs):  # each run of equal first keys in order of (second, third)
+        lo = starts[r]
+        hi = starts[r + 1] if r + 1 < runs else n
+        if hi - lo <= SHORT_RUN:
+            for i in range(lo + 1, hi):  # insertion: stable, and quick on a few rows
+                row, s, t = order[i], by_second[i], by_third[i]
+                j = i
+                while j > lo and (s < by_second[j - 1] or (s == by_second[j - 1] and t < by_third[j - 1])):
+                    order[j], by_second[j], by_third[j] = order[j - 1], by_second[j - 1], by_third[j - 1]
+                    j -= 1
+                order[j], by_second[j], by_third[j] = row, s, t
+        else:  # two stable merge sorts: by the third key, then by the second
+            at = np.argsort(by_third[lo:hi], kind="mergesort")
+            at = at[np.argsort(by_second[lo:hi][at], kind="mergesort")]
+            order[lo:hi] = order[lo:hi][at]
+    return order
+
+
+def lexsort3(first: np.ndarray, second: np.ndarray, third: np.ndarray) -> np.ndarray:
+    """The order of the rows by (first, second, third), equal rows in row order:
+    np.lexsort((third, second, first)). Int64 keys, fewer than 2**32 rows.
+
+    A radix sort by the first key, then each run of equal first keys in order of the other two
+    (short runs by insertion, long ones by merge sort), the runs shared among the cores. Events
+    of a person (a few dozen at most) sorted this way: 0.2 s for 4.6M rows on this machine,
+    against 0.55 s for Polars' three-key arg sort (benchmarks/RESULTS.md).
+    """
+    keys = [np.ascontiguousarray(k, dtype=np.int64) for k in (first, second, third)]
+    if len(keys[0]) >= 2**32:
+        return np.lexsort(keys[::-1])
+    return _lexsort3(*keys)
+
+
 def ascending(values: np.ndarray) -> np.ndarray:
     """`values` sorted ascending, as np.sort(values) (read-only: the sorted column's own buffer).
 

@@ -115,3 +115,25 @@ def test_repeated_matches_numpy() -> None:
     distinct, counts = np.unique(values, return_counts=True)
     assert sorted_index.repeated(values).tolist() == distinct[counts > 1].tolist()
     assert sorted_index.repeated(np.array([3, 1, 2], dtype=np.int64)).tolist() == []
+
+
+@pytest.mark.parametrize("layout", ["my_numbers", "counter", "repeats", "skewed", "extremes", "one"])
+@pytest.mark.parametrize("run_length", [3, 20, 200])  # runs of equal first keys: short (insertion), long (merge)
+def test_lexsort3_matches_numpy_lexsort(layout: str, run_length: int) -> None:
+    rng = np.random.default_rng(run_length)
+    n = 20_000
+    first = rng.integers(0, n // run_length, n)
+    second, third = layouts(rng, n)[layout], layouts(rng, n)[layout][::-1].copy()
+    rng.shuffle(second)
+    got = sorted_index.lexsort3(first, second, third)
+    assert got.tolist() == np.lexsort((third, second, first)).tolist()
+
+
+def test_lexsort3_keeps_the_order_of_equal_rows_and_small_inputs() -> None:
+    first = np.array([2, 1, 2, 1, 2, 1, np.iinfo(np.int64).min], dtype=np.int64)
+    second = np.array([5, 5, 5, 4, 5, 5, 0], dtype=np.int64)
+    third = np.array([1, 0, 1, 9, 0, 0, 0], dtype=np.int64)
+    assert sorted_index.lexsort3(first, second, third).tolist() == [6, 3, 1, 5, 4, 0, 2]
+    for small in ([], [3], [2, 1]):
+        arr = np.array(small, dtype=np.int64)
+        assert sorted_index.lexsort3(arr, arr, arr).tolist() == np.lexsort((arr, arr, arr)).tolist()
