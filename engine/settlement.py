@@ -108,28 +108,32 @@ def points_ledger_entries(grants: pl.LazyFrame, run_date: date, reference_prefix
     per_wallet = grants.lazy().group_by("service_id", "wallet_id").agg(
         delta.clip(lower_bound=0).sum().alias("granted_yen"),
         (-delta.clip(upper_bound=0)).sum().alias("clawed_back_yen"),
-    )
+    ).collect()  # once, and eager: the four legs below read it
     reference = pl.format("{}settlement/{}/{}.csv", pl.lit(reference_prefix), pl.lit(f"{run_date:%Y%m%d}"),
                           "service_id")
     zero = pl.lit(0, dtype=pl.Int64)
-
-    def entry(amount: str, suffix: str, debit: str, credit: str) -> pl.LazyFrame:
-        moved = per_wallet.filter(pl.col(amount) > 0).with_columns(
+    # (amount, entry suffix, account, debit or credit): each wallet's rows in order of entry_id,
+    # then account, ranked here once so that the rows are sorted by integers, not by strings
+    legs = sorted([("granted_yen", "G", EXPENSE, True), ("granted_yen", "G", PAYABLE, False),
+                   ("clawed_back_yen", "C", PAYABLE, True), ("clawed_back_yen", "C", EXPENSE, False)],
+                  key=lambda leg: (leg[1], leg[2]))
+    parts = [
+        per_wallet.filter(pl.col(amount) > 0).select(
+            "wallet_id", pl.lit(rank, dtype=pl.Int8).alias("__leg"),
             pl.format("P-{}-{}-{}", pl.lit(run_date.isoformat()), "wallet_id", pl.lit(suffix)).alias("entry_id"),
+            pl.lit(account).alias("account"),
+            (pl.col(amount) if is_debit else zero).alias("debit_yen"),
+            (zero if is_debit else pl.col(amount)).alias("credit_yen"),
             reference.alias("reference"),
         )
-        return pl.concat([
-            moved.select("wallet_id", "entry_id", pl.lit(debit).alias("account"),
-                         pl.col(amount).alias("debit_yen"), zero.alias("credit_yen"), "reference"),
-            moved.select("wallet_id", "entry_id", pl.lit(credit).alias("account"),
-                         zero.alias("debit_yen"), pl.col(amount).alias("credit_yen"), "reference"),
-        ])
-
+        for rank, (amount, suffix, account, is_debit) in enumerate(legs)
+    ]
     return (
-        pl.concat([entry("granted_yen", "G", EXPENSE, PAYABLE), entry("clawed_back_yen", "C", PAYABLE, EXPENSE)])
+        pl.concat(parts)
+        .sort("wallet_id", "__leg")
         .with_columns(run_date=pl.lit(run_date, dtype=pl.Date), household_id=pl.lit(None, dtype=pl.Int64))
-        .sort("wallet_id", "entry_id", "account")
         .select(LEDGER_COLUMNS)
+        .lazy()
     )
 
 

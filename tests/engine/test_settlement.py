@@ -69,6 +69,9 @@ def test_ledger_lines_have_the_benefit_ledger_columns_and_balance() -> None:
     assert lines("P-2020-12-31-20-C") == [("points_expense", 0, 1_000), ("points_payable", 1_000, 0)]
     assert set(entries["reference"]) == {"settlement/20201231/1.csv", "settlement/20201231/2.csv"}
     assert entries["household_id"].null_count() == entries.height
+    # in order of wallet, then entry (…-C before …-G), then account
+    keys = entries.select("entry_id", "account").rows()
+    assert keys == sorted(keys, key=lambda k: (int(k[0].split("-")[4]), k[0], k[1]))
     prefixed = settlement.points_ledger_entries(GRANTS.lazy(), RUN, reference_prefix="2020-12-31/").collect()
     assert prefixed["reference"].str.starts_with("2020-12-31/settlement/20201231/").all()
 
