@@ -12,6 +12,7 @@ from datetime import date, datetime, time, timedelta
 
 import polars as pl
 
+from engine import validate
 from engine.schemas import Contract
 
 EARNING_KINDS = ("charge", "purchase")
@@ -68,11 +69,12 @@ def checked_transactions(transactions: pl.LazyFrame, wallets: pl.LazyFrame, run_
     """
     wallet_ids = wallets.lazy().select(pl.col("wallet_id").unique()).collect().to_series()
     indexed = transactions.with_row_index("__row")
-    refunds = _refund_reasons(indexed, wallet_ids).collect()
+    is_copy = validate.later_copies(transactions, ["transaction_id"], index="__row")
+    refunds = _refund_reasons(indexed, wallet_ids, is_copy).collect()
     refund_detail = _refund_detail().alias("__refund_detail")
     lookup = refunds.filter(pl.col("__refund_reason").is_not_null()).with_columns(refund_detail)
     rows = lookup["__row"]
-    checked = _with_basic_reason(indexed, wallet_ids).with_columns(
+    checked = _with_basic_reason(indexed, wallet_ids, is_copy).with_columns(
         pl.coalesce(
             "reject_reason",
             pl.col("__row").replace_strict(rows, lookup["__refund_reason"], default=None, return_dtype=pl.String),
@@ -87,15 +89,15 @@ def checked_transactions(transactions: pl.LazyFrame, wallets: pl.LazyFrame, run_
     ).drop("__row")
 
 
-def _with_basic_reason(indexed: pl.LazyFrame, wallet_ids: pl.Series) -> pl.LazyFrame:
-    """`reject_reason` by the rules that read one row (and the wallet ids, and the earlier rows
-    of the same transaction_id)."""
+def _with_basic_reason(indexed: pl.LazyFrame, wallet_ids: pl.Series, is_copy: pl.Expr) -> pl.LazyFrame:
+    """`reject_reason` by the rules that read one row (and the wallet ids, and whether an earlier
+    row has the same transaction_id: `is_copy`, validate.later_copies over `__row`)."""
     required = ("transaction_id", "wallet_id", "occurred_at", "kind", "amount_yen")
     is_refund = pl.col("kind") == "refund"
     rules = {
         "missing_value": pl.any_horizontal(pl.col(c).is_null() for c in required)
         | (is_refund & pl.col("refund_of").is_null()),
-        "duplicate_key": ~pl.col("transaction_id").is_first_distinct(),
+        "duplicate_key": is_copy,
         "invalid_value": ~pl.col("kind").is_in(KINDS) | (~is_refund & pl.col("refund_of").is_not_null()),
         "amount_not_positive": pl.col("amount_yen") <= 0,
         "unknown_wallet": ~pl.col("wallet_id").is_in(wallet_ids.implode()),
@@ -103,16 +105,15 @@ def _with_basic_reason(indexed: pl.LazyFrame, wallet_ids: pl.Series) -> pl.LazyF
     return indexed.with_columns(first_reason(rules))
 
 
-def _refund_reasons(indexed: pl.LazyFrame, wallet_ids: pl.Series) -> pl.LazyFrame:
+def _refund_reasons(indexed: pl.LazyFrame, wallet_ids: pl.Series, is_copy: pl.Expr) -> pl.LazyFrame:
     """The refund rules' reason for every refund that passes the basic rules (`__refund_reason`,
     null when valid), with the values its detail quotes."""
-    # refunds and the transactions they name, with every row sharing their ids (so that
-    # duplicate_key is decided among them alone)
+    # refunds and the transactions they name (duplicate_key is decided over all rows: is_copy)
     refund_ids = indexed.filter(pl.col("kind") == "refund").select(
         pl.concat_list("transaction_id", "refund_of").explode().drop_nulls().unique().alias("transaction_id")
     )
     involved = _with_basic_reason(
-        indexed.join(refund_ids, on="transaction_id", how="semi").sort("__row"), wallet_ids
+        indexed.join(refund_ids, on="transaction_id", how="semi").sort("__row"), wallet_ids, is_copy
     ).filter(pl.col("reject_reason").is_null())
     originals = involved.filter(pl.col("kind").is_in(EARNING_KINDS)).select(
         pl.col("transaction_id").alias("refund_of"),

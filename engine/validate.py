@@ -13,7 +13,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from engine import kernels, reference
+from engine import kernels, reference, sorted_index
 from engine.errors import DataQualityError
 from engine.schemas import REJECT_REASONS
 from engine.ingest import ROW
@@ -114,9 +114,30 @@ def with_detail(checked: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _duplicate_key(keys: list[str]) -> pl.Expr:
-    """True on every row but the first of each key (file order)."""
-    return ~pl.struct(keys).is_first_distinct()
+AT = "__at"  # the row's position in the frame a rule reads (later_copies)
+
+
+def later_copies(frame: pl.LazyFrame, keys: list[str], index: str = AT, within: list[str] | None = None) -> pl.Expr:
+    """True on every row but the first of each key (file order): ~pl.struct(keys).is_first_distinct()
+    over `frame`, as an expression over `frame.with_row_index(index)`. `within`: some of the
+    keys, enough to find the candidates (rows equal in `keys` are equal in them), read instead
+    of all the keys when they are fewer.
+
+    Found while planning, by sorting: a 64-bit hash of each row's keys, the hashes that repeat
+    (a sort on every core), then the keys themselves compared among the few rows whose hash
+    repeats (the copies, and any collision). Polars' is_first_distinct hashes every row into a
+    table: 0.7 s for 3M residents' eleven columns or 4.9M transaction ids on this machine, where
+    this reads the keys once more and takes a fraction of that (benchmarks/RESULTS.md).
+    """
+    hashes = frame.select(pl.struct(within or keys).hash().alias("__hash")).collect()
+    repeated = sorted_index.repeated(hashes["__hash"].to_numpy().view(np.int64))
+    if not len(repeated):
+        return pl.lit(False)
+    shared = hashes.with_row_index(index).filter(
+        pl.col("__hash").is_in(pl.Series(repeated.view(np.uint64)).implode()))[index]
+    candidates = frame.with_row_index(index).filter(pl.col(index).is_in(shared.implode())).select(index, *keys)
+    later = candidates.collect().filter(~pl.struct(keys).is_first_distinct())[index]
+    return pl.col(index).is_in(later.implode())
 
 
 def _has_null(*columns: str) -> pl.Expr:
@@ -158,13 +179,13 @@ def checked_residents(residents: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
             | (pl.col("died_on") < pl.col("birth_date"))
             | (pl.col("moved_out_on") < pl.col("registered_on"))
         ),
-        "duplicate_row": _duplicate_key(
-            ["my_number", "household_id", "is_head", "family_name_kana", "given_name_kana",
-             "birth_date", "sex", "municipality_code", "registered_on", "moved_out_on", "died_on"]
-        ),
-        "duplicate_key": _duplicate_key(["my_number", "household_id"]),
+        "duplicate_row": later_copies(dated, [
+            "my_number", "household_id", "is_head", "family_name_kana", "given_name_kana", "birth_date", "sex",
+            "municipality_code", "registered_on", "moved_out_on", "died_on",
+        ], within=["my_number", "household_id"]),
+        "duplicate_key": later_copies(dated, ["my_number", "household_id"]),
     }
-    return dated.with_columns(first_reason(rules)).pipe(with_detail)
+    return dated.with_row_index(AT).with_columns(first_reason(rules)).drop(AT).pipe(with_detail)
 
 
 def checked_accounts(accounts: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
@@ -209,7 +230,7 @@ def checked_applications(
         "missing_value": _has_null(
             "application_id", "household_id", "applicant_my_number", "channel", "received_on"
         ),
-        "duplicate_key": _duplicate_key(["application_id"]),
+        "duplicate_key": later_copies(applications, ["application_id"]),
         "my_number_check_digit": ~is_valid_my_number("applicant_my_number"),
         "invalid_value": ~pl.col("channel").is_in(["mail", "online"])
         | pl.col("declined_my_numbers").list.contains(-1).fill_null(False),
@@ -217,12 +238,12 @@ def checked_applications(
         "unknown_household": pl.col("__known").is_null(),
     }
     return (
-        applications.join(known, on="household_id", how="left", maintain_order="left")
+        applications.with_row_index(AT).join(known, on="household_id", how="left", maintain_order="left")
         .with_columns(
             first_reason(rules),
             (pl.col("received_on") > run_date).fill_null(False).alias("is_pending"),
         )
-        .drop("__known")
+        .drop("__known", AT)
         .pipe(with_detail)
     )
 

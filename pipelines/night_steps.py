@@ -4,6 +4,7 @@ in force, transfer-file assignment, reconciliation, counts, run history and anal
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,11 +28,12 @@ if TYPE_CHECKING:
 CHECKPOINT = {"compression": "lz4", "statistics": False}
 
 
-def sink(lf: pl.LazyFrame, path: Path, dataset: str | None = None) -> pl.LazyFrame:
-    """Materialise a checkpoint and return a scan of it. Read errors of an input name it."""
+def sink(lf: pl.LazyFrame | Callable[[], pl.LazyFrame], path: Path, dataset: str | None = None) -> pl.LazyFrame:
+    """Materialise a checkpoint and return a scan of it. Read errors of an input name it, also
+    those of the reads that plan the query (`lf` given as a function that builds it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        lf.sink_parquet(path, **CHECKPOINT)
+        (lf() if callable(lf) else lf).sink_parquet(path, **CHECKPOINT)
     except (pl.exceptions.ComputeError, OSError) as exc:
         if dataset is None or is_disk_full(exc):  # a full disk is not a bad input
             raise
@@ -48,8 +50,8 @@ def mynapoint_night(scanned, persons: pl.LazyFrame, base: state.Version, decisio
     # the checks and grants read a person only as a wallet's owner: the register narrowed once to
     # the wallets' My Numbers (a fifth of it), not grouped and joined whole three times
     persons = persons.join(wallets.select("my_number"), on="my_number", how="semi").collect().lazy()
-    checked = sink(point_checks.checked_transactions(scanned["transactions"][0], wallets, run_date),
-                    work / "06_points" / "transactions.parquet", "transactions")
+    checked = sink(lambda: point_checks.checked_transactions(scanned["transactions"][0], wallets, run_date),
+                   work / "06_points" / "transactions.parquet", "transactions")
     holds_tonight = point_checks.wallet_holds(wallets, checked, persons, run_date,
                                               min_refund_cycles=cfg.mynapoint.min_refund_cycles,
                                               min_refunded_percent=cfg.mynapoint.min_refunded_percent)

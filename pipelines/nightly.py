@@ -367,13 +367,13 @@ class Validated:
 
 def validated(scanned, work: Path, run_date: date) -> Validated:
     """Validate: reject_reason per row of residents, accounts and applications, checkpointed."""
-    residents = steps.sink(validate.checked_residents(scanned["residents"][0], run_date),
+    residents = steps.sink(lambda: validate.checked_residents(scanned["residents"][0], run_date),
                            work / "01_validate" / "residents.parquet", "residents")
     accounts = steps.sink(validate.checked_accounts(scanned["accounts"][0], run_date),
                           work / "01_validate" / "accounts.parquet", "accounts")
     household_ids = residents.filter(pl.col("reject_reason").is_null()).select("household_id")
     applications = steps.sink(
-        validate.checked_applications(scanned["applications"][0], household_ids, run_date),
+        lambda: validate.checked_applications(scanned["applications"][0], household_ids, run_date),
         work / "01_validate" / "applications.parquet", "applications",
     )
     # a sharded night routes a copy of an account to each shard of its person: counted once
