@@ -59,7 +59,6 @@ def application_summary(applications: pl.LazyFrame, payees: pl.LazyFrame) -> pl.
             pl.col("is_online_not_head").any().alias("has_online_not_head"),
             pl.col("application_id").filter(pl.col("is_online_not_head")).first()
             .alias("online_not_head_application_id"),
-            pl.col("application_id").sort().alias("application_ids"),
         )
     )
 
@@ -67,8 +66,7 @@ def application_summary(applications: pl.LazyFrame, payees: pl.LazyFrame) -> pl.
 # what the resolution reads but nothing after it: not carried into the payee checkpoint (a
 # national night writes it once per shard and reads it twice; the names are its widest columns)
 NOT_READ_AFTER = ("payee_my_number", "payee_family_name_kana", "payee_given_name_kana", "registered_head_my_number",
-                  "registered_head_family_name_kana", "registered_head_given_name_kana", "has_linked_account",
-                  "application_ids")
+                  "registered_head_family_name_kana", "registered_head_given_name_kana", "has_linked_account")
 
 
 def resolved_accounts(

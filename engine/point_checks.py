@@ -69,7 +69,7 @@ def checked_transactions(transactions: pl.LazyFrame, wallets: pl.LazyFrame, run_
     """
     wallet_ids = wallets.lazy().select(pl.col("wallet_id").unique()).collect().to_series()
     indexed = transactions.with_row_index("__row")
-    is_copy = validate.later_copies(transactions, ["transaction_id"], index="__row")
+    is_copy = validate.later_copies(transactions, ["transaction_id"], index="__row")[0]
     refunds = _refund_reasons(indexed, wallet_ids, is_copy).collect()
     refund_detail = _refund_detail().alias("__refund_detail")
     lookup = refunds.filter(pl.col("__refund_reason").is_not_null()).with_columns(refund_detail)

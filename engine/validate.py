@@ -117,27 +117,31 @@ def with_detail(checked: pl.LazyFrame) -> pl.LazyFrame:
 AT = "__at"  # the row's position in the frame a rule reads (later_copies)
 
 
-def later_copies(frame: pl.LazyFrame, keys: list[str], index: str = AT, within: list[str] | None = None) -> pl.Expr:
-    """True on every row but the first of each key (file order): ~pl.struct(keys).is_first_distinct()
-    over `frame`, as an expression over `frame.with_row_index(index)`. `within`: some of the
-    keys, enough to find the candidates (rows equal in `keys` are equal in them), read instead
-    of all the keys when they are fewer.
+def later_copies(frame: pl.LazyFrame, *key_sets: list[str], index: str = AT) -> list[pl.Expr]:
+    """For each set of keys, True on every row but the first of each key (file order):
+    ~pl.struct(keys).is_first_distinct() over `frame`, as an expression over
+    `frame.with_row_index(index)`. Every set contains the first (rows equal in a set are equal
+    in the first), so one pass over the first set's columns finds the candidates of all.
 
-    Found while planning, by sorting: a 64-bit hash of each row's keys, the hashes that repeat
-    (a sort on every core), then the keys themselves compared among the few rows whose hash
+    Found while planning, by sorting: a 64-bit hash of each row's first keys, the hashes that
+    repeat (a sort on every core), then each set's keys compared among the few rows whose hash
     repeats (the copies, and any collision). Polars' is_first_distinct hashes every row into a
     table: 0.7 s for 3M residents' eleven columns or 4.9M transaction ids on this machine. With
-    this, the 3M residents are checked in 0.83 s instead of 1.3 s (benchmarks/RESULTS.md).
+    this, the 3M residents are checked in 0.65 s instead of 1.2 s (benchmarks/RESULTS.md).
     """
-    hashes = frame.select(pl.struct(within or keys).hash().alias("__hash")).collect()
+    first = key_sets[0]
+    assert all(set(first) <= set(keys) for keys in key_sets), "every key set contains the first"
+    hashes = frame.select(pl.struct(first).hash().alias("__hash")).collect()
     repeated = sorted_index.repeated(hashes["__hash"].to_numpy().view(np.int64))
     if not len(repeated):
-        return pl.lit(False)
+        return [pl.lit(False)] * len(key_sets)
     shared = hashes.with_row_index(index).filter(
         pl.col("__hash").is_in(pl.Series(repeated.view(np.uint64)).implode()))[index]
-    candidates = frame.with_row_index(index).filter(pl.col(index).is_in(shared.implode())).select(index, *keys)
-    later = candidates.collect().filter(~pl.struct(keys).is_first_distinct())[index]
-    return pl.col(index).is_in(later.implode())
+    columns = list(dict.fromkeys(c for keys in key_sets for c in keys))
+    candidates = frame.with_row_index(index).filter(pl.col(index).is_in(shared.implode())).select(index, *columns)
+    candidates = candidates.collect()
+    return [pl.col(index).is_in(candidates.filter(~pl.struct(keys).is_first_distinct())[index].implode())
+            for keys in key_sets]
 
 
 def _has_null(*columns: str) -> pl.Expr:
@@ -163,6 +167,10 @@ def checked_residents(residents: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
         pl.when(pl.col("died_on") <= run_date).then(pl.col("died_on")).alias("died_on"),
         pl.when(pl.col("moved_out_on") <= run_date).then(pl.col("moved_out_on")).alias("moved_out_on"),
     )
+    copied_key, copied_row = later_copies(dated, ["my_number", "household_id"], [
+        "my_number", "household_id", "is_head", "family_name_kana", "given_name_kana", "birth_date", "sex",
+        "municipality_code", "registered_on", "moved_out_on", "died_on",
+    ])
     rules = {
         "my_number_format": _is_bad_my_number_format(residents, "my_number"),
         "missing_value": _has_null(
@@ -179,11 +187,8 @@ def checked_residents(residents: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
             | (pl.col("died_on") < pl.col("birth_date"))
             | (pl.col("moved_out_on") < pl.col("registered_on"))
         ),
-        "duplicate_row": later_copies(dated, [
-            "my_number", "household_id", "is_head", "family_name_kana", "given_name_kana", "birth_date", "sex",
-            "municipality_code", "registered_on", "moved_out_on", "died_on",
-        ], within=["my_number", "household_id"]),
-        "duplicate_key": later_copies(dated, ["my_number", "household_id"]),
+        "duplicate_row": copied_row,
+        "duplicate_key": copied_key,
     }
     return dated.with_row_index(AT).with_columns(first_reason(rules)).drop(AT).pipe(with_detail)
 
@@ -230,7 +235,7 @@ def checked_applications(
         "missing_value": _has_null(
             "application_id", "household_id", "applicant_my_number", "channel", "received_on"
         ),
-        "duplicate_key": later_copies(applications, ["application_id"]),
+        "duplicate_key": later_copies(applications, ["application_id"])[0],
         "my_number_check_digit": ~is_valid_my_number("applicant_my_number"),
         "invalid_value": ~pl.col("channel").is_in(["mail", "online"])
         | pl.col("declined_my_numbers").list.contains(-1).fill_null(False),
