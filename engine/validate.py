@@ -212,13 +212,28 @@ def checked_accounts(accounts: pl.LazyFrame, run_date: date) -> pl.LazyFrame:
 
 def _latest_per_key(checked: pl.LazyFrame, *, key: str, order: str) -> pl.LazyFrame:
     """Among usable rows (valid, arrived) of one key, keep the latest by `order` (then the last
-    in file order); reject the others as duplicate_key."""
+    in file order); reject the others as duplicate_key.
+
+    Found while planning, among the rows whose key repeats (a sort of the key column: a person
+    with two links is rare), not by a window over every row: the window holds the whole frame
+    in memory, so that a night could not check the nation's accounts in one streaming pass.
+    `checked` has one row per ROW (an input's rows, or one shard's)."""
     usable = pl.col("reject_reason").is_null() & ~pl.col("is_pending")
     # one sortable integer: the date's day number, then the row position (rows < 2^40)
     recency = pl.col(order).cast(pl.Int64) * (1 << 40) + pl.col(ROW)
-    newest = recency.max().over([key, usable])
+    keys = checked.select(pl.col(key)).collect().to_series()
+    repeated = pl.Series(key, sorted_index.repeated(keys.drop_nulls().to_numpy()), dtype=keys.dtype)
+    candidate = pl.col(key).is_in(repeated.implode())
+    if keys.null_count() > 1:  # rows without a key are one group, as in a window
+        candidate = candidate | pl.col(key).is_null()
+    older = (
+        checked.filter(candidate)
+        .select(ROW, key, usable.alias("__usable"), recency.alias("__recency"))
+        .filter(pl.col("__usable") & (pl.col("__recency") != pl.col("__recency").max().over(key, "__usable")))
+        .select(ROW).collect().to_series()
+    )
     return checked.with_columns(
-        pl.when(usable & (recency != newest))
+        pl.when(pl.col(ROW).is_in(older.implode()))
         .then(pl.lit("duplicate_key"))
         .otherwise(pl.col("reject_reason"))
         .alias("reject_reason")

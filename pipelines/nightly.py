@@ -365,17 +365,28 @@ class Validated:
         return self.applications.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
 
 
-def validated(scanned, work: Path, run_date: date) -> Validated:
-    """Validate: reject_reason per row of residents, accounts and applications, checkpointed."""
-    residents = steps.sink(lambda: validate.checked_residents(scanned["residents"][0], run_date),
-                           work / "01_validate" / "residents.parquet", "residents")
-    accounts = steps.sink(validate.checked_accounts(scanned["accounts"][0], run_date),
-                          work / "01_validate" / "accounts.parquet", "accounts")
+def validated(scanned, work: Path, run_date: date, prechecked: tuple[str, ...] = ()) -> Validated:
+    """Validate: reject_reason per row of residents, accounts and applications, checkpointed.
+    The inputs named in `prechecked` arrive validated already (a sharded night checks them as it
+    routes them: routing.PRECHECKED) and are read as they are."""
+    if "residents" in prechecked:
+        residents = scanned["residents"][0]
+    else:
+        residents = steps.sink(lambda: validate.checked_residents(scanned["residents"][0], run_date),
+                               work / "01_validate" / "residents.parquet", "residents")
+    if "accounts" in prechecked:
+        accounts = scanned["accounts"][0]
+    else:
+        accounts = steps.sink(lambda: validate.checked_accounts(scanned["accounts"][0], run_date),
+                              work / "01_validate" / "accounts.parquet", "accounts")
     household_ids = residents.filter(pl.col("reject_reason").is_null()).select("household_id")
-    applications = steps.sink(
-        lambda: validate.checked_applications(scanned["applications"][0], household_ids, run_date),
-        work / "01_validate" / "applications.parquet", "applications",
-    )
+    if "applications" in prechecked:
+        applications = scanned["applications"][0]
+    else:
+        applications = steps.sink(
+            lambda: validate.checked_applications(scanned["applications"][0], household_ids, run_date),
+            work / "01_validate" / "applications.parquet", "applications",
+        )
     # a sharded night routes a copy of an account to each shard of its person: counted once
     counted = accounts.filter(~pl.col("__copy")) if "__copy" in accounts.collect_schema() else accounts
     rejects_path = work / "02_tables" / "rejects.parquet"

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from engine import sorted_index
+from engine import sorted_index, validate
 from engine.errors import ReconciliationError
 from engine.ingest import ROW
 from pipelines import night_steps as steps
@@ -32,6 +33,7 @@ from pipelines import night_steps as steps
 SHARD = "__shard"
 COPY = "__copy"  # an account row also routed to a shard other than its person's first
 ROUTED = ("residents", "accounts", "applications")
+PRECHECKED = ROUTED  # validated as they are routed, when route_inputs is given the run date
 POINTS_ROUTED = ("wallets", "transactions")
 
 
@@ -91,13 +93,31 @@ def scan(folder: Path) -> pl.LazyFrame:
     return pl.scan_parquet(sorted(folder.glob("*.parquet")))
 
 
+def scan_all(folders: list[Path]) -> pl.LazyFrame:
+    """Every shard's rows of one routed input."""
+    return pl.scan_parquet([path for folder in folders for path in sorted(folder.glob("*.parquet"))])
+
+
+def _folder(work: Path, name: str, run_date: date | None) -> Path:
+    """Where an input is routed: `validated/` once checked on the way (PRECHECKED), else `routed/`."""
+    return work / ("validated" if run_date is not None and name in PRECHECKED else "routed") / name
+
+
 def rows_of(frame: pl.LazyFrame) -> int:
     return frame.select(pl.len()).collect().item()
 
 
-def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path) -> list[dict]:
+def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path,
+                 run_date: date | None = None) -> list[dict]:
     """Residents, accounts and applications split into shards (module doc); each shard's
-    `scanned` dict as nightly reads it (ROW and format flags carried)."""
+    `scanned` dict as nightly reads it (ROW and format flags carried).
+
+    With `run_date`, each input is validated as it is routed (validate.checked_residents,
+    checked_accounts, checked_applications over the nation, in the same streaming pass), so that
+    each shard's validation reads its rows checked instead of writing them once more. The rules
+    decide per row what they would decide per shard: the rows a rule compares are routed
+    together (the copies of a resident, all the links of a person, the copies of an application
+    id, a household's rows and its applications); an account's copies carry its verdict."""
     residents = scanned["residents"][0]
     rows = rows_of(residents)
     # a household goes where its first row (the head first) is registered, as entitle reads it
@@ -113,7 +133,10 @@ def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path
     shard_per_row = np.empty(rows, dtype=np.int16)
     shard_per_row[order] = home_shards[group]
     del order, starts, group, households, row_shard
-    folders = {"residents": write_routed(beside(residents, SHARD, shard_per_row), work / "routed" / "residents", n)}
+    checked = residents if run_date is None else validate.checked_residents(residents, run_date)
+    folders = {"residents": write_routed(beside(checked, SHARD, shard_per_row), _folder(work, "residents", run_date),
+                                         n)}
+    del checked
 
     # an account goes to every shard where its person is registered (a person in two households
     # is paid into one account whichever household is released); the copy in the shard of the
@@ -130,16 +153,17 @@ def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path
     accounts = scanned["accounts"][0]
     own = lookup(first_ids, first_shards, column(accounts, pl.col("my_number").fill_null(-1)), 0)
     elsewhere = copies.group_by("my_number").agg(pl.col(SHARD).sort().alias("__elsewhere"))
+    checked = accounts if run_date is None else validate.checked_accounts(accounts, run_date)
     routed = (
-        beside(accounts, "__own", own)
+        beside(checked, "__own", own)
         .join(elsewhere.lazy(), on="my_number", how="left", maintain_order="left")
         .with_columns(pl.concat_list("__own", pl.col("__elsewhere").fill_null([])).alias(SHARD))
         .explode(SHARD)
         .with_columns(pl.col(SHARD).cast(pl.Int16), (pl.col(SHARD) != pl.col("__own")).alias(COPY))
         .drop("__own", "__elsewhere")
     )
-    del own
-    folders["accounts"] = write_routed(routed, work / "routed" / "accounts", n)
+    del own, checked
+    folders["accounts"] = write_routed(routed, _folder(work, "accounts", run_date), n)
 
     # an application goes to its household's shard; every copy of one application_id with its
     # first copy (the duplicate rule reads them together)
@@ -148,8 +172,11 @@ def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path
                                          column(applications, pl.col("household_id").fill_null(-1)), 0))
     app_shard = applications.select("application_id", ROW).with_columns(app_shard).collect().select(
         pl.col(SHARD).get(pl.col(ROW).arg_min()).over("application_id"))[SHARD].to_numpy()
-    folders["applications"] = write_routed(beside(applications, SHARD, app_shard), work / "routed" / "applications",
-                                           n)
+    if run_date is not None:
+        valid = scan_all(folders["residents"]).filter(pl.col("reject_reason").is_null()).select("household_id")
+        applications = validate.checked_applications(applications, valid, run_date)
+    folders["applications"] = write_routed(beside(applications, SHARD, app_shard),
+                                           _folder(work, "applications", run_date), n)
     return [
         {**{name: (scan(folders[name][shard]), scanned[name][1]) for name in ROUTED},
          **{name: scanned[name] for name in scanned if name not in ROUTED and name not in POINTS_ROUTED}}

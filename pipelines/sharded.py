@@ -201,13 +201,13 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
 
     stages.start("route")
     municipalities = shard_map(scanned["residents"][0], n, base.table("shard_map"))
-    inputs = routing.route_inputs(scanned, n, municipalities, work)
+    inputs = routing.route_inputs(scanned, n, municipalities, work, run_date)
     views = [ShardView(base, k, municipalities.filter(pl.col("shard") == k).select("municipality_code"))
              for k in range(n)]
     reports = [nightly.RunReport(run_date=run_date, run_dir=report.run_dir) for _ in range(n)]
 
     stages.start("validate")
-    checked = [nightly.validated(inputs[k], work / f"shard-{k}", run_date) for k in range(n)]
+    checked = [nightly.validated(inputs[k], work / f"shard-{k}", run_date, routing.PRECHECKED) for k in range(n)]
     rows = {name: sum(v.rows[name] for v in checked) for name in routing.ROUTED}
     pending_rows = {name: sum(v.pending[name] for v in checked) for name in ("accounts", "applications")}
     summary = (
@@ -220,7 +220,6 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     validate.enforce_reject_ratio(rows, paths, summary, cfg.validate_.max_reject_ratio)
     nightly.note_validation(report, rows, summary, pending_rows)
     del inputs
-    _drop(*(work / "routed" / name for name in routing.ROUTED))  # validate's checkpoints are read next
 
     stages.start("persons")
     keys, shard_keys, people, everyone = routing.person_keys(
@@ -307,7 +306,8 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
         # the shard is done: all that is read of it again is its analyst parts (05_tables)
         _drop(*(path for path in shard_work.iterdir() if path.name != "05_tables"),
               *(work / folder / f"{routing.SHARD}={k}" for folder in ("routed/wallets", "routed/transactions",
-                                                                      "points_persons")))
+                                                                      "points_persons",
+                                                                      *(f"validated/{name}" for name in routing.ROUTED))))
 
     stages.start("outputs")
     _merge_reports(report, reports)

@@ -53,3 +53,32 @@ def test_residents_duplicate_rules() -> None:
     residents = pl.DataFrame(rows).with_row_index("row_number").with_columns(pl.col("row_number").cast(pl.Int64))
     checked = validate.checked_residents(residents.lazy(), date(2021, 12, 31)).collect()
     assert checked["reject_reason"].to_list() == [None, "duplicate_key", "duplicate_row", None, "duplicate_row"]
+
+
+def _latest_by_window(checked: pl.LazyFrame, key: str, order: str) -> pl.LazyFrame:
+    """The rule as a window over every row: its twin (the code before the candidates)."""
+    usable = pl.col("reject_reason").is_null() & ~pl.col("is_pending")
+    recency = pl.col(order).cast(pl.Int64) * (1 << 40) + pl.col("row_number")
+    newest = recency.max().over([key, usable])
+    return checked.with_columns(pl.when(usable & (recency != newest)).then(pl.lit("duplicate_key"))
+                                .otherwise(pl.col("reject_reason")).alias("reject_reason"))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_latest_link_per_person_matches_the_window(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 20_000
+    checked = pl.DataFrame({
+        "row_number": np.arange(n, dtype=np.int64),
+        "my_number": pl.Series(rng.integers(0, n // 2, n)).set(pl.Series(rng.random(n) < 0.02), None),
+        "linked_on": pl.Series(rng.integers(18_000, 18_040, n)).cast(pl.Date),  # equal dates: the later row wins
+        "reject_reason": pl.Series(np.where(rng.random(n) < 0.1, "bank_unknown", "")).replace("", None),
+        "is_pending": rng.random(n) < 0.1,
+    }).sample(fraction=1.0, shuffle=True, seed=seed)  # rows out of row_number order
+    want = _latest_by_window(checked.lazy(), "my_number", "linked_on").collect()
+    got = validate._latest_per_key(checked.lazy(), key="my_number", order="linked_on").collect()
+    assert got.equals(want)
+    assert 1_000 < (got["reject_reason"] == "duplicate_key").sum() < n // 2
+    # no key repeats: nothing to reject, and no candidate read
+    single = checked.unique("my_number", keep="first")
+    assert validate._latest_per_key(single.lazy(), key="my_number", order="linked_on").collect().equals(single)
