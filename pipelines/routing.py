@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from engine import sorted_index, validate
+from engine import point_checks, sorted_index, validate
 from engine.errors import ReconciliationError
 from engine.ingest import ROW
 from pipelines import night_steps as steps
@@ -33,7 +33,8 @@ from pipelines import night_steps as steps
 SHARD = "__shard"
 COPY = "__copy"  # an account row also routed to a shard other than its person's first
 ROUTED = ("residents", "accounts", "applications")
-PRECHECKED = ROUTED  # validated as they are routed, when route_inputs is given the run date
+# validated as they are routed, when route_inputs and route_points are given the run date
+PRECHECKED = (*ROUTED, "transactions")
 POINTS_ROUTED = ("wallets", "transactions")
 
 
@@ -251,9 +252,13 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     return table, per_shard, [scan(f) for f in folders], People(unique, keys)
 
 
-def route_points(scanned: dict, people: People, n: int, work: Path) -> list[dict]:
+def route_points(scanned: dict, people: People, n: int, work: Path, run_date: date | None = None) -> list[dict]:
     """Wallets by their owner's points shard (person_key % n; all rows of one wallet_id with its
-    first row), transactions by their wallet's (all rows of one transaction_id with its first)."""
+    first row), transactions by their wallet's (all rows of one transaction_id with its first).
+
+    With `run_date`, the transactions are checked as they are routed
+    (point_checks.checked_transactions over the nation: a wallet's transactions, and so the
+    refunds and what they refund, are routed together), each shard reading them checked."""
     wallets = scanned["wallets"][0]
     owner = lookup(people.numbers, people.keys, column(wallets, pl.col("my_number").fill_null(-1)), -1)
     wallet_shard = np.where(owner >= 0, owner % max(n, 1), 0).astype(np.int16)
@@ -277,7 +282,8 @@ def route_points(scanned: dict, people: People, n: int, work: Path) -> list[dict
         pl.col(SHARD).get(pl.col(ROW).arg_min()).over("transaction_id"))
     shard[copies["__at"].to_numpy()] = copies[SHARD].to_numpy()
     del copies, repeated
-    transaction_folders = write_routed(beside(transactions, SHARD, shard), work / "routed" / "transactions", n)
+    checked = transactions if run_date is None else point_checks.checked_transactions(transactions, wallets, run_date)
+    transaction_folders = write_routed(beside(checked, SHARD, shard), _folder(work, "transactions", run_date), n)
     del shard
     return [
         {"wallets": (scan(wallet_folders[s]), scanned["wallets"][1]),

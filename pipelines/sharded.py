@@ -229,7 +229,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     del keys
     decisions = steps.decisions(base.table("decisions"), scanned, run_date)
     has_points = all(name in scanned for name in nightly.MYNAPOINT_INPUTS)
-    points_inputs = routing.route_points(scanned, everyone, n, work) if has_points else []
+    points_inputs = routing.route_points(scanned, everyone, n, work, run_date) if has_points else []
     del everyone
 
     stages.start("entitle")
@@ -278,7 +278,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
             stages.start("points")
             scratch = shard_work / "settlement"
             mynapoint = steps.mynapoint_night(points_inputs[k], people[k], views[k], decisions, plan, scratch,
-                                              shard_work, run_date, cfg, reports[k])
+                                              shard_work, run_date, cfg, reports[k], prechecked=True)
             ledger_after = pl.concat([ledger_after, mynapoint["ledger"]], how="vertical_relaxed")
             s.figures.update(mynapoint["figures"])
             rejects_path = shard_work / "02_tables" / "rejects_all.parquet"
@@ -305,9 +305,9 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
         entitled[k] = checked[k] = None
         # the shard is done: all that is read of it again is its analyst parts (05_tables)
         _drop(*(path for path in shard_work.iterdir() if path.name != "05_tables"),
-              *(work / folder / f"{routing.SHARD}={k}" for folder in ("routed/wallets", "routed/transactions",
-                                                                      "points_persons",
-                                                                      *(f"validated/{name}" for name in routing.ROUTED))))
+              *(work / folder / f"{routing.SHARD}={k}" for folder in ("routed/wallets", "points_persons",
+                                                                      *(f"validated/{name}" for name in
+                                                                        routing.PRECHECKED))))
 
     stages.start("outputs")
     _merge_reports(report, reports)

@@ -3,12 +3,14 @@ rules give it (and only there, but for an account's copies), each shard's rows i
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+from engine import point_checks, validate
 from engine.errors import ReconciliationError
 from engine.ingest import ROW
 from pipelines import routing
@@ -75,3 +77,88 @@ def test_a_duplicated_transaction_id_goes_with_its_first_copy(tmp_path: Path) ->
     got = [shard["transactions"][0].collect()[ROW].to_list() for shard in shards]
     assert got == [[1, 3], [0, 2, 4]]  # unknown wallet 99: shard 0
     assert [shard["wallets"][0].collect()[ROW].to_list() for shard in shards] == [[0, 2], [1]]
+
+
+# ---- checked as they are routed ------------------------------------------------------------------
+
+RUN = date(2021, 12, 31)
+
+
+def _planted(generated: Path, out: Path) -> Path:
+    """The generated inputs with the rows that the rules comparing rows reject: copies of
+    residents, several links of one person (older, newer, pending, invalid), copies of an
+    application id in another household, applications of unknown households, copies of a
+    transaction id in another wallet, refunds of another wallet's transaction (often in another
+    shard), refunds beyond the amount."""
+    rng = np.random.default_rng(11)
+    read = {name: pl.read_parquet(generated / name) for name in ("residents", "accounts", "applications",
+                                                                  "wallets", "transactions")}
+    r, a, p, t = read["residents"], read["accounts"], read["applications"], read["transactions"]
+    pick = lambda frame, k: frame.sample(k, seed=int(rng.integers(1 << 30)))  # noqa: E731
+    days = lambda k: pl.duration(days=pl.Series(rng.integers(-400, 400, k)))  # noqa: E731
+    planted = {
+        "residents": pl.concat([r, pick(r, 40), pick(r, 40).with_columns(pl.col("given_name_kana") + "ｱ")]),
+        "accounts": pl.concat([a, pick(a, 300).with_columns(pl.col("linked_on") + days(300)),
+                               pick(a, 40).with_columns(pl.lit("9998").alias("bank_code"))]),
+        "applications": pl.concat([p, pick(p, 40).with_columns(pick(p, 40)["household_id"]),
+                                   pick(p, 20).with_columns(pl.col("application_id") + 10**9,
+                                                            pl.col("household_id") + 10**9)]),
+        "wallets": read["wallets"],
+    }
+    earning = t.filter(pl.col("kind") != "refund")
+    top = int(t["transaction_id"].max())
+    refund_of = pick(earning, 60)
+    planted["transactions"] = pl.concat([
+        t,
+        pick(t, 40).with_columns(pick(t, 40)["wallet_id"]),  # the id again, in another wallet
+        refund_of.with_columns(pick(earning, 60)["wallet_id"], pl.col("transaction_id").alias("refund_of"),
+                               pl.lit("refund").alias("kind"), pl.int_range(top + 1, top + 61).alias("transaction_id"),
+                               pl.col("occurred_at") + pl.duration(days=1)),
+        *[refund_of.with_columns(pl.col("transaction_id").alias("refund_of"), pl.lit("refund").alias("kind"),
+                                 pl.int_range(top + k * 100, top + k * 100 + 60).alias("transaction_id"),
+                                 pl.col("occurred_at") + pl.duration(days=k)) for k in (2, 3)],  # twice: beyond
+    ])
+    for name, frame in planted.items():
+        (out / name).mkdir(parents=True)
+        frame.sample(fraction=1.0, shuffle=True, seed=5).write_parquet(out / name / "part-00000.parquet")
+    for path in generated.glob("*.parquet"):
+        (out / path.name).write_bytes(path.read_bytes())
+    return out
+
+
+def test_inputs_checked_as_they_are_routed_get_the_verdicts_of_each_shard(tmp_path: Path) -> None:
+    from pipelines import generate, nightly, sharded
+
+    generate.generate(residents=6_000, seed=7, out=tmp_path / "generated")
+    scanned = nightly.plan_inputs(_planted(tmp_path / "generated", tmp_path / "inputs"))
+    n = 3
+    municipalities = sharded.shard_map(scanned["residents"][0], n, pl.DataFrame(
+        schema={"municipality_code": pl.String, "shard": pl.Int64}))
+    raw = routing.route_inputs(scanned, n, municipalities, tmp_path / "raw")
+    checked = routing.route_inputs(scanned, n, municipalities, tmp_path / "checked", RUN)
+    numbers = np.unique(scanned["residents"][0].select("my_number").drop_nulls().collect().to_series().to_numpy())
+    people = routing.People(numbers=numbers, keys=np.arange(1, len(numbers) + 1))
+    raw_points = routing.route_points(scanned, people, n, tmp_path / "raw")
+    checked_points = routing.route_points(scanned, people, n, tmp_path / "checked", RUN)
+    reasons: dict[str, set] = {}
+    for k in range(n):
+        residents = validate.checked_residents(raw[k]["residents"][0], RUN).collect()
+        valid = residents.lazy().filter(pl.col("reject_reason").is_null()).select("household_id")
+        want = {
+            "residents": residents,
+            "accounts": validate.checked_accounts(raw[k]["accounts"][0], RUN).collect(),
+            "applications": validate.checked_applications(raw[k]["applications"][0], valid, RUN).collect(),
+            "transactions": point_checks.checked_transactions(raw_points[k]["transactions"][0],
+                                                              raw_points[k]["wallets"][0], RUN).collect(),
+        }
+        got = {name: checked[k][name][0].collect() for name in routing.ROUTED}
+        got["transactions"] = checked_points[k]["transactions"][0].collect()
+        for name, frame in want.items():
+            # the same rows, verdicts and details (an account's copy flag comes last)
+            assert sorted(got[name].columns) == sorted(frame.columns), (name, k)
+            assert got[name].select(frame.columns).equals(frame), (name, k)
+            reasons.setdefault(name, set()).update(frame["reject_reason"].drop_nulls())
+    assert {"duplicate_row", "duplicate_key"} <= reasons["residents"]
+    assert {"duplicate_key", "bank_unknown"} <= reasons["accounts"]
+    assert {"duplicate_key", "unknown_household"} <= reasons["applications"]
+    assert {"duplicate_key", "unknown_refunded_transaction", "refund_exceeds_amount"} <= reasons["transactions"]
