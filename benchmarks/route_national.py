@@ -1,10 +1,11 @@
 """The national night's routing alone, timed: every input split into shards as the night splits
 it (pipelines/routing.py), on inputs of any size, without the rest of the night.
 
-    route_inputs   residents, accounts and applications (the night's `route` stage)
-    route_points   wallets and transactions (most of the night's `persons` stage), here with
-                   person keys numbered in My Number order (the night's keys differ, the work
-                   is the same)
+    route_inputs   residents, accounts and applications, each row checked as it is routed
+                   (the night's `route` stage, which validates them)
+    route_points   wallets and transactions, the transactions checked (most of the night's
+                   `persons` stage), here with person keys numbered in My Number order (the
+                   night's keys differ, the work is the same)
 
 Prints the seconds of each and the peak RSS as JSON. To compare two commits side by side, run
 it twice in a row, the older code from a `git worktree` put first on PYTHONPATH:
@@ -21,6 +22,7 @@ import resource
 import shutil
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 from engine import allocator
@@ -39,6 +41,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=Path, required=True, help="a generated input folder")
     parser.add_argument("--shards", type=int, default=None, help="default: as the night would choose")
+    parser.add_argument("--date", type=date.fromisoformat, default=date(2021, 12, 31),
+                        help="the run date the rows are checked for (default: the national benchmark's)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "kyufu-route-national",
                         help="scratch folder (emptied first, removed after)")
     args = parser.parse_args()
@@ -50,12 +54,12 @@ def main() -> None:
     try:
         started = time.perf_counter()
         municipalities = sharded.shard_map(residents, n, state.SCHEMAS["shard_map"].to_frame())
-        routing.route_inputs(scanned, n, municipalities, args.work)
+        routing.route_inputs(scanned, n, municipalities, args.work, args.date)
         routed = time.perf_counter()
         numbers = sorted_index.unique(routing.column(residents, pl.col("my_number").drop_nulls()))
         people = routing.People(numbers, np.arange(1, len(numbers) + 1, dtype=np.int64))
         keyed = time.perf_counter()
-        routing.route_points(scanned, people, n, args.work)
+        routing.route_points(scanned, people, n, args.work, args.date)
         done = time.perf_counter()
     finally:
         shutil.rmtree(args.work, ignore_errors=True)

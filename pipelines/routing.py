@@ -12,7 +12,8 @@ resident) rather than hash tables of the nation.
 Every copy of a duplicated application, wallet or transaction id goes with its first copy, so
 that each shard's duplicate rules see them together. Each input is routed in one streaming
 pass (a shard number beside each row, then Polars' partitioned sink), each shard's rows written
-in row order.
+in row order; given the run date, the same pass checks each row (PRECHECKED: the night's
+validation rules, over the nation), so that no shard writes its inputs again to check them.
 """
 
 from __future__ import annotations

@@ -9,10 +9,12 @@ person_key (a counter kept forever), so a person's cap lives in one shard.
 
     route inputs      residents by household → shard of its municipality; accounts by My Number
                       (the shard of the person's first registration); applications by household
-                      (all copies of one application_id together: the duplicate rule is global)
-    per shard         validate                      → checkpoints, reject counts
+                      (all copies of one application_id together: the duplicate rule is global);
+                      each row checked by validate's rules in the same streaming pass
+    per shard         validate                      → reject counts, examples, rejects
     whole nation      reject ratio; person keys     (My Number → person_key, one pass)
-                      route wallets and transactions by the owner's person_key
+                      route wallets and transactions by the owner's person_key (the
+                      transactions checked as they are routed)
     per shard         entitle, payees               → narrow projections for the global checks
     whole nation      double registrations, fuzzy identity (by birth-date bucket: every block
                       shares a birth date), shared accounts   → holds across households
@@ -32,11 +34,16 @@ owner, so the second owner's other wallets do not see it; a household whose regi
 municipalities of different shards stops the night with an error naming them (a household is
 registered in one municipality).
 
-Scratch is removed as soon as nothing reads it: the routed residents, accounts and applications
-once validated, the person keys once entitled, the projections of the checks across households
-once they ran, and each shard's checkpoints, routed wallets and transactions once the shard is
-done (its analyst parts stay until the publish). The national night's disk peak is then the
-checkpoints of validate and entitle for every shard at once (benchmarks/RESULTS.md, Disk).
+The rules that compare rows (copies of a key, a person's latest account link, refunds and what
+they refund) find every row they compare in one shard, so checking the rows as they are routed
+decides what checking each shard would (tests/pipelines/test_routing.py), without writing each
+input a second time.
+
+Scratch is removed as soon as nothing reads it: the person keys once entitled, the projections
+of the checks across households once they ran, and each shard's checked inputs, checkpoints,
+routed wallets and transactions once the shard is done (its analyst parts stay until the
+publish). The national night's disk peak is then the checked inputs and the entitle
+checkpoints of every shard at once (benchmarks/RESULTS.md, Disk).
 
 The routing and the passes over the whole nation that decide it: pipelines/routing.py.
 """
