@@ -3,9 +3,9 @@ it (pipelines/routing.py), on inputs of any size, without the rest of the night.
 
     route_inputs   residents, accounts and applications, each row checked as it is routed
                    (the night's `route` stage, which validates them)
-    route_points   wallets and transactions, the transactions checked (most of the night's
-                   `persons` stage), here with person keys numbered in My Number order (the
-                   night's keys differ, the work is the same)
+    route_points   wallets and transactions (most of the night's `persons` stage), here with
+                   person keys numbered in My Number order (the night's keys differ, the work
+                   is the same)
 
 Prints the seconds of each and the peak RSS as JSON. To compare two commits side by side, run
 it twice in a row, the older code from a `git worktree` put first on PYTHONPATH:
@@ -59,7 +59,7 @@ def main() -> None:
         numbers = sorted_index.unique(routing.column(residents, pl.col("my_number").drop_nulls()))
         people = routing.People(numbers, np.arange(1, len(numbers) + 1, dtype=np.int64))
         keyed = time.perf_counter()
-        routing.route_points(scanned, people, n, args.work, args.date)
+        routing.route_points(scanned, people, n, args.work)
         done = time.perf_counter()
     finally:
         shutil.rmtree(args.work, ignore_errors=True)

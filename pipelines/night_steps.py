@@ -42,21 +42,16 @@ def sink(lf: pl.LazyFrame | Callable[[], pl.LazyFrame], path: Path, dataset: str
 
 
 def mynapoint_night(scanned, persons: pl.LazyFrame, base: state.Version, decisions: pl.DataFrame, plan,
-            staging: Path, work: Path, run_date: date, cfg: RunConfig, report: RunReport,
-            prechecked: bool = False) -> dict:
+            staging: Path, work: Path, run_date: date, cfg: RunConfig, report: RunReport) -> dict:
     """The Mynapoint night: checks, wallet holds, grants and clawbacks, provider settlement
     files, ledger lines, state tables and analyst tables (engine/point_checks.py, engine/points.py,
-    engine/settlement.py). `prechecked`: the transactions arrive checked (a sharded night checks
-    them as it routes them, routing.route_points)."""
+    engine/settlement.py)."""
     wallets, services = scanned["wallets"][0], scanned["services"][0].collect()
     # the checks and grants read a person only as a wallet's owner: the register narrowed once to
     # the wallets' My Numbers (a fifth of it), not grouped and joined whole three times
     persons = persons.join(wallets.select("my_number"), on="my_number", how="semi").collect().lazy()
-    if prechecked:
-        checked = scanned["transactions"][0]
-    else:
-        checked = sink(lambda: point_checks.checked_transactions(scanned["transactions"][0], wallets, run_date),
-                       work / "06_points" / "transactions.parquet", "transactions")
+    checked = sink(lambda: point_checks.checked_transactions(scanned["transactions"][0], wallets, run_date),
+                   work / "06_points" / "transactions.parquet", "transactions")
     holds_tonight = point_checks.wallet_holds(wallets, checked, persons, run_date,
                                               min_refund_cycles=cfg.mynapoint.min_refund_cycles,
                                               min_refunded_percent=cfg.mynapoint.min_refunded_percent)

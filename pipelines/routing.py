@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from engine import point_checks, sorted_index, validate
+from engine import sorted_index, validate
 from engine.errors import ReconciliationError
 from engine.ingest import ROW
 from pipelines import night_steps as steps
@@ -34,8 +34,7 @@ from pipelines import night_steps as steps
 SHARD = "__shard"
 COPY = "__copy"  # an account row also routed to a shard other than its person's first
 ROUTED = ("residents", "accounts", "applications")
-# validated as they are routed, when route_inputs and route_points are given the run date
-PRECHECKED = (*ROUTED, "transactions")
+PRECHECKED = ROUTED  # validated as they are routed, when route_inputs is given the run date
 POINTS_ROUTED = ("wallets", "transactions")
 
 
@@ -253,13 +252,13 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     return table, per_shard, [scan(f) for f in folders], People(unique, keys)
 
 
-def route_points(scanned: dict, people: People, n: int, work: Path, run_date: date | None = None) -> list[dict]:
+def route_points(scanned: dict, people: People, n: int, work: Path) -> list[dict]:
     """Wallets by their owner's points shard (person_key % n; all rows of one wallet_id with its
     first row), transactions by their wallet's (all rows of one transaction_id with its first).
 
-    With `run_date`, the transactions are checked as they are routed
-    (point_checks.checked_transactions over the nation: a wallet's transactions, and so the
-    refunds and what they refund, are routed together), each shard reading them checked."""
+    The transactions are checked in each shard, not as they are routed: over the nation's 200M
+    rows, the refund rule's lookup took 40 s and the routing pass that carried the checks held
+    16.3 GB at its peak (benchmarks/RESULTS.md, "Checked as they are routed")."""
     wallets = scanned["wallets"][0]
     owner = lookup(people.numbers, people.keys, column(wallets, pl.col("my_number").fill_null(-1)), -1)
     wallet_shard = np.where(owner >= 0, owner % max(n, 1), 0).astype(np.int16)
@@ -283,8 +282,7 @@ def route_points(scanned: dict, people: People, n: int, work: Path, run_date: da
         pl.col(SHARD).get(pl.col(ROW).arg_min()).over("transaction_id"))
     shard[copies["__at"].to_numpy()] = copies[SHARD].to_numpy()
     del copies, repeated
-    checked = transactions if run_date is None else point_checks.checked_transactions(transactions, wallets, run_date)
-    transaction_folders = write_routed(beside(checked, SHARD, shard), _folder(work, "transactions", run_date), n)
+    transaction_folders = write_routed(beside(transactions, SHARD, shard), work / "routed" / "transactions", n)
     del shard
     return [
         {"wallets": (scan(wallet_folders[s]), scanned["wallets"][1]),

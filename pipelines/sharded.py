@@ -13,8 +13,7 @@ person_key (a counter kept forever), so a person's cap lives in one shard.
                       each row checked by validate's rules in the same streaming pass
     per shard         validate                      → reject counts, examples, rejects
     whole nation      reject ratio; person keys     (My Number → person_key, one pass)
-                      route wallets and transactions by the owner's person_key (the
-                      transactions checked as they are routed)
+                      route wallets and transactions by the owner's person_key
     per shard         entitle, payees               → narrow projections for the global checks
     whole nation      double registrations, fuzzy identity (by birth-date bucket: every block
                       shares a birth date), shared accounts   → holds across households
@@ -236,7 +235,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     del keys
     decisions = steps.decisions(base.table("decisions"), scanned, run_date)
     has_points = all(name in scanned for name in nightly.MYNAPOINT_INPUTS)
-    points_inputs = routing.route_points(scanned, everyone, n, work, run_date) if has_points else []
+    points_inputs = routing.route_points(scanned, everyone, n, work) if has_points else []
     del everyone
 
     stages.start("entitle")
@@ -285,7 +284,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
             stages.start("points")
             scratch = shard_work / "settlement"
             mynapoint = steps.mynapoint_night(points_inputs[k], people[k], views[k], decisions, plan, scratch,
-                                              shard_work, run_date, cfg, reports[k], prechecked=True)
+                                              shard_work, run_date, cfg, reports[k])
             ledger_after = pl.concat([ledger_after, mynapoint["ledger"]], how="vertical_relaxed")
             s.figures.update(mynapoint["figures"])
             rejects_path = shard_work / "02_tables" / "rejects_all.parquet"
@@ -312,7 +311,8 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
         entitled[k] = checked[k] = None
         # the shard is done: all that is read of it again is its analyst parts (05_tables)
         _drop(*(path for path in shard_work.iterdir() if path.name != "05_tables"),
-              *(work / folder / f"{routing.SHARD}={k}" for folder in ("routed/wallets", "points_persons",
+              *(work / folder / f"{routing.SHARD}={k}" for folder in ("routed/wallets", "routed/transactions",
+                                                                      "points_persons",
                                                                       *(f"validated/{name}" for name in
                                                                         routing.PRECHECKED))))
 
