@@ -33,10 +33,11 @@ owner, so the second owner's other wallets do not see it; a household whose regi
 municipalities of different shards stops the night with an error naming them (a household is
 registered in one municipality).
 
-The rules that compare rows (copies of a key, a person's latest account link, refunds and what
-they refund) find every row they compare in one shard, so checking the rows as they are routed
-decides what checking each shard would (tests/pipelines/test_routing.py), without writing each
-input a second time.
+The validation rules that compare rows (copies of a key, a person's latest account link, an
+application's household) find every row they compare in one shard, so checking the rows as
+they are routed decides what checking each shard would (tests/pipelines/test_routing.py),
+without writing each input a second time. The transactions are still checked per shard
+(routing.route_points says why).
 
 Scratch is removed as soon as nothing reads it: the person keys once entitled, the projections
 of the checks across households once they ran, and each shard's checked inputs, checkpoints,

@@ -79,6 +79,6 @@ def test_latest_link_per_person_matches_the_window(seed: int) -> None:
     got = validate._latest_per_key(checked.lazy(), key="my_number", order="linked_on").collect()
     assert got.equals(want)
     assert 1_000 < (got["reject_reason"] == "duplicate_key").sum() < n // 2
-    # no key repeats: nothing to reject, and no candidate read
+    # no key repeats: nothing to reject
     single = checked.unique("my_number", keep="first")
     assert validate._latest_per_key(single.lazy(), key="my_number", order="linked_on").collect().equals(single)

@@ -1,5 +1,6 @@
 """Routing for the national night (pipelines/routing.py): every input row lands in the shard the
-rules give it (and only there, but for an account's copies), each shard's rows in row order."""
+rules give it (and only there, but for an account's copies), each shard's rows in row order;
+rows checked as they are routed get the verdicts that checking each shard gives them."""
 
 from __future__ import annotations
 
