@@ -365,28 +365,19 @@ class Validated:
         return self.applications.filter(pl.col("reject_reason").is_null() & ~pl.col("is_pending"))
 
 
-def validated(scanned, work: Path, run_date: date, prechecked: tuple[str, ...] = ()) -> Validated:
+def validated(scanned, work: Path, run_date: date, prechecked: bool = False) -> Validated:
     """Validate: reject_reason per row of residents, accounts and applications, checkpointed.
-    The inputs named in `prechecked` arrive validated already (a sharded night checks them as it
-    routes them: routing.PRECHECKED) and are read as they are."""
-    if "residents" in prechecked:
-        residents = scanned["residents"][0]
-    else:
-        residents = steps.sink(lambda: validate.checked_residents(scanned["residents"][0], run_date),
-                               work / "01_validate" / "residents.parquet", "residents")
-    if "accounts" in prechecked:
-        accounts = scanned["accounts"][0]
-    else:
-        accounts = steps.sink(lambda: validate.checked_accounts(scanned["accounts"][0], run_date),
-                              work / "01_validate" / "accounts.parquet", "accounts")
+    `prechecked`: the three arrive validated already (a sharded night checks them as it routes
+    them: routing.route_inputs) and are read as they are."""
+    def checked(name: str, rules: Callable[[pl.LazyFrame], pl.LazyFrame]) -> pl.LazyFrame:
+        if prechecked:
+            return scanned[name][0]
+        return steps.sink(lambda: rules(scanned[name][0]), work / "01_validate" / f"{name}.parquet", name)
+
+    residents = checked("residents", lambda lf: validate.checked_residents(lf, run_date))
+    accounts = checked("accounts", lambda lf: validate.checked_accounts(lf, run_date))
     household_ids = residents.filter(pl.col("reject_reason").is_null()).select("household_id")
-    if "applications" in prechecked:
-        applications = scanned["applications"][0]
-    else:
-        applications = steps.sink(
-            lambda: validate.checked_applications(scanned["applications"][0], household_ids, run_date),
-            work / "01_validate" / "applications.parquet", "applications",
-        )
+    applications = checked("applications", lambda lf: validate.checked_applications(lf, household_ids, run_date))
     # a sharded night routes a copy of an account to each shard of its person: counted once
     counted = accounts.filter(~pl.col("__copy")) if "__copy" in accounts.collect_schema() else accounts
     rejects_path = work / "02_tables" / "rejects.parquet"

@@ -12,7 +12,7 @@ resident) rather than hash tables of the nation.
 Every copy of a duplicated application, wallet or transaction id goes with its first copy, so
 that each shard's duplicate rules see them together. Each input is routed in one streaming
 pass (a shard number beside each row, then Polars' partitioned sink), each shard's rows written
-in row order; given the run date, the same pass checks each row (PRECHECKED: the night's
+in row order; given the run date, route_inputs checks each row in the same pass (the night's
 validation rules, over the nation), so that no shard writes its inputs again to check them.
 """
 
@@ -34,7 +34,6 @@ from pipelines import night_steps as steps
 SHARD = "__shard"
 COPY = "__copy"  # an account row also routed to a shard other than its person's first
 ROUTED = ("residents", "accounts", "applications")
-PRECHECKED = ROUTED  # validated as they are routed, when route_inputs is given the run date
 POINTS_ROUTED = ("wallets", "transactions")
 
 
@@ -100,8 +99,8 @@ def scan_all(folders: list[Path]) -> pl.LazyFrame:
 
 
 def _folder(work: Path, name: str, run_date: date | None) -> Path:
-    """Where an input is routed: `validated/` once checked on the way (PRECHECKED), else `routed/`."""
-    return work / ("validated" if run_date is not None and name in PRECHECKED else "routed") / name
+    """Where an input is routed: `validated/` when checked on the way (given the run date)."""
+    return work / ("routed" if run_date is None else "validated") / name
 
 
 def rows_of(frame: pl.LazyFrame) -> int:

@@ -214,7 +214,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     reports = [nightly.RunReport(run_date=run_date, run_dir=report.run_dir) for _ in range(n)]
 
     stages.start("validate")
-    checked = [nightly.validated(inputs[k], work / f"shard-{k}", run_date, routing.PRECHECKED) for k in range(n)]
+    checked = [nightly.validated(inputs[k], work / f"shard-{k}", run_date, prechecked=True) for k in range(n)]
     rows = {name: sum(v.rows[name] for v in checked) for name in routing.ROUTED}
     pending_rows = {name: sum(v.pending[name] for v in checked) for name in ("accounts", "applications")}
     summary = (
@@ -315,7 +315,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
               *(work / folder / f"{routing.SHARD}={k}" for folder in ("routed/wallets", "routed/transactions",
                                                                       "points_persons",
                                                                       *(f"validated/{name}" for name in
-                                                                        routing.PRECHECKED))))
+                                                                        routing.ROUTED))))
 
     stages.start("outputs")
     _merge_reports(report, reports)
