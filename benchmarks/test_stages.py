@@ -105,7 +105,7 @@ class PreparedNight:
         persons = self.validated.valid_residents.join(self.keys.lazy(), on="my_number", how="left").select(
             "my_number", "person_key", "died_on").unique("my_number", keep="first", maintain_order=True)
         report = self.report(folder)
-        mynapoint = steps.mynapoint_night(self.scanned, persons, EMPTY, self.decisions, self.plan, folder, folder,
+        mynapoint = steps.mynapoint_night(self.scanned, persons, EMPTY, self.decisions, self.plan, folder,
                                           RUN_DATE, CFG, report)
         return mynapoint, report
 

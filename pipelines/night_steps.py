@@ -32,17 +32,28 @@ def sink(lf: pl.LazyFrame | Callable[[], pl.LazyFrame], path: Path, dataset: str
     """Materialise a checkpoint and return a scan of it. Read errors of an input name it, also
     those of the reads that plan the query (`lf` given as a function that builds it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        (lf() if callable(lf) else lf).sink_parquet(path, **CHECKPOINT)
-    except (pl.exceptions.ComputeError, OSError) as exc:
-        if dataset is None or is_disk_full(exc):  # a full disk is not a bad input
-            raise
-        raise InputError.unreadable(dataset, path.parent, str(exc)) from None
+    _reading(lambda: (lf() if callable(lf) else lf).sink_parquet(path, **CHECKPOINT), dataset, path.parent)
     return pl.scan_parquet(path)
 
 
+def collected(lf: Callable[[], pl.LazyFrame], dataset: str, source: Path) -> pl.DataFrame:
+    """`lf()` collected: for a frame that one step reads several times and that fits in memory
+    (a checkpoint would be written once and decoded at each read). Read errors name `dataset`
+    and its `source`, as `sink` does."""
+    return _reading(lambda: lf().collect(), dataset, source)
+
+
+def _reading(run: Callable[[], pl.DataFrame | None], dataset: str | None, where: Path) -> pl.DataFrame | None:
+    try:
+        return run()
+    except (pl.exceptions.ComputeError, OSError) as exc:
+        if dataset is None or is_disk_full(exc):  # a full disk is not a bad input
+            raise
+        raise InputError.unreadable(dataset, where, str(exc)) from None
+
+
 def mynapoint_night(scanned, persons: pl.LazyFrame, base: state.Version, decisions: pl.DataFrame, plan,
-            staging: Path, work: Path, run_date: date, cfg: RunConfig, report: RunReport) -> dict:
+            staging: Path, run_date: date, cfg: RunConfig, report: RunReport) -> dict:
     """The Mynapoint night: checks, wallet holds, grants and clawbacks, provider settlement
     files, ledger lines, state tables and analyst tables (engine/point_checks.py, engine/points.py,
     engine/settlement.py)."""
@@ -50,8 +61,11 @@ def mynapoint_night(scanned, persons: pl.LazyFrame, base: state.Version, decisio
     # the checks and grants read a person only as a wallet's owner: the register narrowed once to
     # the wallets' My Numbers (a fifth of it), not grouped and joined whole three times
     persons = persons.join(wallets.select("my_number"), on="my_number", how="semi").collect().lazy()
-    checked = sink(lambda: point_checks.checked_transactions(scanned["transactions"][0], wallets, run_date),
-                   work / "06_points" / "transactions.parquet", "transactions")
+    # read five times below (holds, points, rejects, counts): kept in memory, not checkpointed (a
+    # shard's ~8M transactions take ~1 GB; the checkpoint's write and reads cost ~0.5 s per 3M
+    # residents, benchmarks/RESULTS.md)
+    checked = collected(lambda: point_checks.checked_transactions(scanned["transactions"][0], wallets, run_date),
+                        "transactions", scanned["transactions"][1].path).lazy()
     holds_tonight = point_checks.wallet_holds(wallets, checked, persons, run_date,
                                               min_refund_cycles=cfg.mynapoint.min_refund_cycles,
                                               min_refunded_percent=cfg.mynapoint.min_refunded_percent)

@@ -579,7 +579,7 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, work: Path, run_
         stages.start("points")
         persons = v.valid_residents.join(keys.lazy(), on="my_number", how="left").select(
             "my_number", "person_key", "died_on").unique("my_number", keep="first", maintain_order=True)
-        mynapoint = steps.mynapoint_night(scanned, persons, base, decisions, plan, staging, work, run_date, cfg,
+        mynapoint = steps.mynapoint_night(scanned, persons, base, decisions, plan, staging, run_date, cfg,
                                           report)
         point_tables = mynapoint["state"]
         ledger_after = pl.concat([ledger_after, mynapoint["ledger"]], how="vertical_relaxed")

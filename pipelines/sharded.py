@@ -285,7 +285,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
             stages.start("points")
             scratch = shard_work / "settlement"
             mynapoint = steps.mynapoint_night(points_inputs[k], people[k], views[k], decisions, plan, scratch,
-                                              shard_work, run_date, cfg, reports[k])
+                                              run_date, cfg, reports[k])
             ledger_after = pl.concat([ledger_after, mynapoint["ledger"]], how="vertical_relaxed")
             s.figures.update(mynapoint["figures"])
             rejects_path = shard_work / "02_tables" / "rejects_all.parquet"

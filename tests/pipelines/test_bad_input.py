@@ -14,7 +14,7 @@ import tiny
 from engine import diskspace, outputs
 from engine.cli import app
 from engine.errors import is_disk_full
-from pipelines import night_steps
+from pipelines import generate, night_steps
 
 runner = CliRunner()
 
@@ -186,3 +186,17 @@ def test_the_disk_estimate_adds_up_the_folders_of_each_disk(tmp_path: Path, monk
     assert line.startswith(f"  the disk of {tmp_path}:"), line
     assert "checkpoints" not in line
     assert diskspace.shortfalls(0, folders) == []  # below the floor, never refused
+
+
+def test_corrupt_transactions_page_names_the_input(tmp_path: Path) -> None:
+    # the footer reads (the schema checks pass), a data page does not: the error surfaces while the
+    # points step reads the transactions, and names the input, not a scratch folder of the night
+    inputs = tmp_path / "inputs"
+    generate.generate(residents=2_000, seed=1, out=inputs)
+    path = inputs / "transactions" / "part-00000.parquet"
+    data = bytearray(path.read_bytes())
+    data[200 : len(data) // 2] = b"\xab" * (len(data) // 2 - 200)
+    path.write_bytes(bytes(data))
+    result = runner.invoke(app, ["run", "--inputs", str(inputs), "--state", str(tmp_path / "state"),
+                                 "--out", str(tmp_path / "out"), "--date", "2021-12-31"])
+    assert_failed_cleanly(result, tmp_path, "transactions: cannot read", f"{inputs / 'transactions'} as Parquet")
