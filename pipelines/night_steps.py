@@ -61,9 +61,9 @@ def mynapoint_night(scanned, persons: pl.LazyFrame, base: state.Version, decisio
     # the checks and grants read a person only as a wallet's owner: the register narrowed once to
     # the wallets' My Numbers (a fifth of it), not grouped and joined whole three times
     persons = persons.join(wallets.select("my_number"), on="my_number", how="semi").collect().lazy()
-    # read five times below (holds, points, rejects, counts): kept in memory, not checkpointed (a
-    # shard's ~8M transactions take ~1 GB; the checkpoint's write and reads cost ~0.5 s per 3M
-    # residents, benchmarks/RESULTS.md)
+    # read by four steps below (holds, points, rejects, count), some of them twice: kept in memory,
+    # not checkpointed (a national shard's ~8M transactions take ~1 GB; the checkpoint's write and
+    # reads cost ~0.5 s per 3M residents: benchmarks/RESULTS.md, "The checked transactions in memory")
     checked = collected(lambda: point_checks.checked_transactions(scanned["transactions"][0], wallets, run_date),
                         "transactions", scanned["transactions"][1].path).lazy()
     holds_tonight = point_checks.wallet_holds(wallets, checked, persons, run_date,
