@@ -283,13 +283,20 @@ def wallet_holds(
                                    pl.when(pl.col("cycles") > 5).then(pl.lit(", …")).otherwise(pl.lit(""))))
     )
     order = {reason: i for i, reason in enumerate(HOLD_REASONS)}
-    owners = wallet_owners(wallets.filter(pl.col("registered_on") <= run_date), persons)
-    return (
+    held = (
         pl.concat([shared, second, cycling])
         .with_columns(pl.col("reason").replace_strict(order, return_dtype=pl.Int64).alias("__order"))
         .sort("wallet_id", "__order")
         .group_by("wallet_id", maintain_order=True)
         .agg(pl.col("reason").alias("reasons"), pl.col("evidence").str.join("; "))
+        .collect()
+    )
+    # the owners of the held wallets only (a few in a thousand): not every wallet grouped
+    held_wallets = wallets.filter(pl.col("registered_on") <= run_date).join(
+        held.lazy().select("wallet_id"), on="wallet_id", how="semi")
+    owners = wallet_owners(held_wallets, persons)
+    return (
+        held.lazy()
         .join(owners.select("wallet_id", "person_key", "service_id"), on="wallet_id", how="left")
         .with_columns(pl.format("HP-{}", "wallet_id").alias("hold_id"))
         .select(WALLET_HOLDS.schema.names())
