@@ -64,15 +64,19 @@ from engine.errors import ReconciliationError
 from pipelines import night_steps as steps
 from pipelines import nightly, routing
 
-RESIDENTS_PER_SHARD = 5_000_000  # a 5M-resident shard's night peaks at ~7.5 GB (benchmarks/RESULTS.md)
-BYTES_PER_RESIDENT = 1_500  # a shard's peak memory per resident
+# a national shard (4.8M residents) peaked at 9.5 GB in runs 23 and 24 (its points stage; benchmarks/RESULTS.md)
+RESIDENTS_PER_SHARD = 5_000_000
+# a shard's memory per resident, sized within half the available memory (shards_for): the measured
+# peak, ~2,000 bytes per resident, then takes at most two thirds of it
+BYTES_PER_RESIDENT = 1_500
 BIRTH_BUCKETS = 16  # fuzzy identity runs one birth-date bucket at a time
 
 
 def shards_for(residents: int, per_shard: int = RESIDENTS_PER_SHARD, available: int | None = None) -> int:
     """How many shards a night of `residents` rows needs (0: one piece, the plain night): one per
     `per_shard` residents, fewer residents per shard when the machine has less memory than a
-    shard's night needs (~1.5 GB per million residents, within half the available memory)."""
+    shard's night needs (1.5 GB per million residents within half the available memory; the
+    measured peak, ~2 GB per million, then fits in two thirds of it)."""
     available = _available_memory() if available is None else available
     fits = int(available / 2 / BYTES_PER_RESIDENT)
     per_shard = max(100_000, min(per_shard, fits))
