@@ -3,9 +3,10 @@ it (pipelines/routing.py), on inputs of any size, without the rest of the night.
 
     route_inputs   residents, accounts and applications, each row checked as it is routed
                    (the night's `route` stage, which validates them)
-    route_points   wallets and transactions (most of the night's `persons` stage), here with
-                   person keys numbered in My Number order (the night's keys differ, the work
-                   is the same)
+    person_keys    My Number → person_key over the nation's valid residents, each shard's
+                   keys and the persons of each points shard (the rest of `persons`), for a
+                   state with no persons yet (the first night)
+    route_points   wallets and transactions by their owner's person_key (most of `persons`)
 
 Prints the seconds of each and the peak RSS as JSON. To compare two commits side by side, run
 it twice in a row, the older code from a `git worktree` put first on PYTHONPATH:
@@ -29,10 +30,9 @@ from engine import allocator
 
 allocator.configure()  # before Polars loads, as the night does
 
-import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from engine import sorted_index, state  # noqa: E402
+from engine import state  # noqa: E402
 from pipelines import routing, sharded  # noqa: E402
 from pipelines.nightly import plan_inputs  # noqa: E402
 
@@ -54,17 +54,18 @@ def main() -> None:
     try:
         started = time.perf_counter()
         municipalities = sharded.shard_map(residents, n, state.SCHEMAS["shard_map"].to_frame())
-        routing.route_inputs(scanned, n, municipalities, args.work, args.date)
+        inputs = routing.route_inputs(scanned, n, municipalities, args.work, args.date)
         routed = time.perf_counter()
-        numbers = sorted_index.unique(routing.column(residents, pl.col("my_number").drop_nulls()))
-        people = routing.People(numbers, np.arange(1, len(numbers) + 1, dtype=np.int64))
+        valid = [frame.filter(pl.col("reject_reason").is_null()) for frame, _ in
+                 (shard["residents"] for shard in inputs)]
+        people = routing.person_keys(state.SCHEMAS["persons"].to_frame().lazy(), valid, n, args.work)[3]
         keyed = time.perf_counter()
         routing.route_points(scanned, people, n, args.work)
         done = time.perf_counter()
     finally:
         shutil.rmtree(args.work, ignore_errors=True)
     print(json.dumps({"shards": n, "route_inputs_s": round(routed - started, 1),
-                      "route_points_s": round(done - keyed, 1),
+                      "person_keys_s": round(keyed - routed, 1), "route_points_s": round(done - keyed, 1),
                       "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}))
 
 

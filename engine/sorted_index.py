@@ -73,13 +73,44 @@ def positions(sorted_ids, values):
     return out
 
 
+@njit(cache=True, parallel=True)
+def _values_at(sorted_ids, values, keys, default, out):
+    starts, shift = bucket_starts(sorted_ids)
+    for i in prange(keys.shape[0]):
+        at = index_of(sorted_ids, starts, shift, keys[i])
+        out[i] = values[at] if at >= 0 else default
+
+
+def values_at(sorted_ids: np.ndarray, values: np.ndarray, keys: np.ndarray, default: int) -> np.ndarray:
+    """For each key, values[i] where sorted_ids[i] is its first occurrence, else `default` (in
+    values' dtype): `positions`, then the gather, in one pass on every core."""
+    sorted_ids = np.ascontiguousarray(sorted_ids, dtype=np.int64)
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    values = np.ascontiguousarray(values)
+    if len(values) != len(sorted_ids):
+        msg = f"sorted_index.values_at: {len(values)} values for {len(sorted_ids)} ids"
+        raise ValueError(msg)
+    out = np.empty(len(keys), dtype=values.dtype)
+    if len(sorted_ids) == 0:
+        out[:] = default
+    elif len(keys):
+        _values_at(sorted_ids, values, keys, values.dtype.type(default), out)
+    return out
+
+
 RADIX_BITS = 11  # 2,048 counters a pass: they stay in the core's cache while rows are scattered
+# each pass is cut into this many parts of rows (fewer for small inputs), shared among the cores
+RADIX_PARTS, RADIX_PART_ROWS = 8, 65_536
 
 
-@njit(uint32[::1](Int64In), cache=True, nogil=True)
+@njit(uint32[::1](Int64In), cache=True, parallel=True)
 def _radix_argsort(keys):
     """stable_argsort by least significant digit radix sort over the bits in which the keys
-    differ (keys − min): four passes for 12-digit My Numbers. Fewer than 2**32 keys."""
+    differ (keys − min): four passes for 12-digit My Numbers. Fewer than 2**32 keys.
+
+    Each pass is shared among the cores: the rows are cut into contiguous parts (RADIX_PARTS);
+    each part counts its digits, then scatters its rows from its own start in each digit's range
+    (the parts in row order, so equal digits keep their order: the sort stays stable)."""
     n = keys.shape[0]
     order = np.arange(n, dtype=np.uint32)
     if n < 2:
@@ -94,28 +125,35 @@ def _radix_argsort(keys):
     digits = (bits + RADIX_BITS - 1) // RADIX_BITS
     size = 1 << RADIX_BITS
     mask = np.uint64(size - 1)
+    parts = min(RADIX_PARTS, max(1, n // RADIX_PART_ROWS))
+    bounds = np.empty(parts + 1, dtype=np.int64)
+    for p in range(parts + 1):
+        bounds[p] = n * p // parts
     shifted = np.empty(n, dtype=np.uint64)
-    counts = np.zeros((digits, size), dtype=np.int64)
-    for i in range(n):  # one pass counts every digit
-        value = np.uint64(keys[i] - low)
-        shifted[i] = value
-        for d in range(digits):
-            counts[d, np.int64((value >> np.uint64(d * RADIX_BITS)) & mask)] += 1
+    for i in prange(n):
+        shifted[i] = np.uint64(keys[i] - low)
     spare_keys = np.empty(n, dtype=np.uint64)
     spare_order = np.empty(n, dtype=np.uint32)
+    counts = np.empty((parts, size), dtype=np.int64)
+    start = np.empty((parts, size), dtype=np.int64)
     for d in range(digits):
         shift = np.uint64(d * RADIX_BITS)
-        start = np.empty(size, dtype=np.int64)
+        for p in prange(parts):  # each part counts the digit over its rows as they lie now
+            counts[p, :] = 0
+            for i in range(bounds[p], bounds[p + 1]):
+                counts[p, np.int64((shifted[i] >> shift) & mask)] += 1
         total = 0
-        for b in range(size):
-            start[b] = total
-            total += counts[d, b]
-        for i in range(n):
-            b = np.int64((shifted[i] >> shift) & mask)
-            at = start[b]
-            start[b] = at + 1
-            spare_keys[at] = shifted[i]
-            spare_order[at] = order[i]
+        for b in range(size):  # digit b: part 0's rows, then part 1's, ...
+            for p in range(parts):
+                start[p, b] = total
+                total += counts[p, b]
+        for p in prange(parts):
+            for i in range(bounds[p], bounds[p + 1]):
+                b = np.int64((shifted[i] >> shift) & mask)
+                at = start[p, b]
+                start[p, b] = at + 1
+                spare_keys[at] = shifted[i]
+                spare_order[at] = order[i]
         shifted, spare_keys = spare_keys, shifted
         order, spare_order = spare_order, order
     return order
@@ -222,3 +260,69 @@ def _distinct(ordered: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
     return ordered[keep]
+
+
+# ---- gathers and scatters on both cores ------------------------------------------------------------
+# NumPy's fancy indexing runs on one core and converts the index array first: values[order] of
+# 125M random int64 took 4.1-4.5 s on this machine, take 0.9 s (benchmarks/RESULTS.md). The global
+# passes of the national night (pipelines/routing.py) do dozens of these over the nation.
+
+
+@njit(cache=True, parallel=True)
+def _take(values, indices, out):
+    bad = 0
+    n = values.shape[0]
+    for i in prange(indices.shape[0]):
+        at = np.int64(indices[i])
+        if at < 0 or at >= n:
+            bad += 1
+        else:
+            out[i] = values[at]
+    return bad
+
+
+@njit(cache=True, parallel=True)
+def _put(out, indices, values):
+    bad = 0
+    n = out.shape[0]
+    for i in prange(indices.shape[0]):
+        at = np.int64(indices[i])
+        if at < 0 or at >= n:
+            bad += 1
+        else:
+            out[at] = values[i]
+    return bad
+
+
+def _indices(indices: np.ndarray) -> np.ndarray:
+    indices = np.ascontiguousarray(indices)
+    if indices.dtype.kind not in "iu":
+        msg = f"sorted_index: indices must be integers, not {indices.dtype}"
+        raise TypeError(msg)
+    return indices
+
+
+def take(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """values[indices] (indices into a 1-D array, none negative), gathered on every core.
+    An index out of range raises IndexError, as NumPy's would."""
+    values, indices = np.ascontiguousarray(values), _indices(indices)
+    out = np.empty(len(indices), dtype=values.dtype)
+    if len(indices) and _take(values, indices, out):
+        msg = f"sorted_index.take: an index is out of range for {len(values)} values"
+        raise IndexError(msg)
+    return out
+
+
+def put(out: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+    """out[indices] = values (in place; indices distinct and none negative), on every core.
+    An index out of range raises IndexError, as NumPy's would."""
+    indices, values = _indices(indices), np.ascontiguousarray(values, dtype=out.dtype)
+    if len(indices) != len(values):
+        msg = f"sorted_index.put: {len(indices)} indices for {len(values)} values"
+        raise ValueError(msg)
+    if not out.flags.c_contiguous:
+        msg = "sorted_index.put: `out` must be contiguous"
+        raise ValueError(msg)
+    if len(indices) and _put(out, indices, values):
+        msg = f"sorted_index.put: an index is out of range for {len(out)} values"
+        raise IndexError(msg)

@@ -46,20 +46,29 @@ def column(frame: pl.LazyFrame, expr: pl.Expr) -> np.ndarray:
 def lookup(sorted_keys: np.ndarray, values: np.ndarray, keys: np.ndarray, default: int) -> np.ndarray:
     """values[i] where sorted_keys[i] == key, else `default` (a sorted-array join, through the
     bucket index of engine/sorted_index.py: a few cache misses a key, not a binary search's ~27)."""
-    at = sorted_index.positions(np.ascontiguousarray(sorted_keys, dtype=np.int64),
-                                np.ascontiguousarray(keys, dtype=np.int64))
-    return np.where(at >= 0, values[np.maximum(at, 0)] if len(values) else default, default).astype(values.dtype)
+    return sorted_index.values_at(sorted_keys, values, keys, default)
 
 
-def groups_of(keys: np.ndarray, order_hint: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def groups_of(keys: np.ndarray, order_hint: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows ordered by key (stable: rows of one key keep their order); the sorted order, the
-    position where each key starts, and each row's group number in sorted order."""
+    position where each key starts, each row's group number in sorted order, and the keys in
+    sorted order."""
     order = sorted_index.stable_argsort(keys) if order_hint is None else order_hint
-    ordered = keys[order]
+    ordered = take(keys, order)
     first = np.empty(len(ordered), dtype=bool)
     first[:1] = True
     first[1:] = ordered[1:] != ordered[:-1]
-    return order, np.flatnonzero(first), np.cumsum(first) - 1
+    return order, np.flatnonzero(first), np.cumsum(first) - 1, ordered
+
+
+take = sorted_index.take  # values[indices] on every core (NumPy's gathers run on one)
+
+
+def by_flag(flag: np.ndarray) -> np.ndarray:
+    """np.argsort(flag, kind="stable") of a boolean array: the rows without the flag, then
+    those with it, each in row order (two scans, not a sort)."""
+    return np.concatenate([np.flatnonzero(~flag), np.flatnonzero(flag)])
 
 
 def beside(frame: pl.LazyFrame, name: str, values: np.ndarray) -> pl.LazyFrame:
@@ -124,15 +133,15 @@ def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path
     households = column(residents, pl.col("household_id").fill_null(-1))
     row_shard = column(residents, pl.col("municipality_code").replace_strict(
         municipalities["municipality_code"], municipalities["shard"], default=0, return_dtype=pl.Int16))
-    not_head = column(residents, pl.col("is_head").fill_null(False).not_())
-    by_head = np.argsort(not_head, kind="stable")
-    del not_head
-    order, starts, group = groups_of(households, by_head[sorted_index.stable_argsort(households[by_head])])
+    by_head = by_flag(column(residents, pl.col("is_head").fill_null(False).not_()))
+    order, starts, group, _ = groups_of(households, take(by_head, sorted_index.stable_argsort(take(households,
+                                                                                                   by_head))))
     del by_head
-    home_ids, home_shards = households[order[starts]], row_shard[order[starts]]
+    home_rows = take(order, starts)
+    home_ids, home_shards = take(households, home_rows), take(row_shard, home_rows)
     shard_per_row = np.empty(rows, dtype=np.int16)
-    shard_per_row[order] = home_shards[group]
-    del order, starts, group, households, row_shard
+    sorted_index.put(shard_per_row, order, take(home_shards, group))
+    del order, starts, group, households, row_shard, home_rows
     checked = residents if run_date is None else validate.checked_residents(residents, run_date)
     folders = {"residents": write_routed(beside(checked, SHARD, shard_per_row), _folder(work, "residents", run_date),
                                          n)}
@@ -142,11 +151,13 @@ def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path
     # is paid into one account whichever household is released); the copy in the shard of the
     # person's first registration is the one counted and rejected. Unknown numbers: shard 0.
     numbers = column(residents, pl.col("my_number").fill_null(-1))
-    order, starts, group = groups_of(numbers)
-    first_ids, first_shards = numbers[order[starts]], shard_per_row[order[starts]]
-    elsewhere = shard_per_row[order] != first_shards[group]
-    copies = pl.DataFrame({"my_number": numbers[order][elsewhere], SHARD: shard_per_row[order][elsewhere]}).unique()
-    del order, starts, group, numbers, elsewhere
+    order, starts, group, ordered = groups_of(numbers)
+    del numbers
+    shards = take(shard_per_row, order)
+    first_ids, first_shards = take(ordered, starts), take(shards, starts)
+    elsewhere = shards != take(first_shards, group)
+    copies = pl.DataFrame({"my_number": ordered[elsewhere], SHARD: shards[elsewhere]}).unique()
+    del order, starts, group, ordered, shards, elsewhere
 
     # each account row in its person's first shard, then a copy in each other shard (the row
     # exploded: every shard still reads its rows in row order)
@@ -211,22 +222,23 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     died = np.concatenate([p["died_on"].to_numpy() for p in parts])
     del parts
     by_row = sorted_index.stable_argsort(rows)
-    order, starts, group = groups_of(numbers, by_row[sorted_index.stable_argsort(numbers[by_row])])
-    del by_row
-    firsts = order[starts]
-    unique, first_rows, first_died = numbers[firsts], rows[firsts], died[firsts]
-    del numbers, died, firsts
+    order, starts, group, ordered = groups_of(numbers, take(by_row, sorted_index.stable_argsort(take(numbers,
+                                                                                                    by_row))))
+    del by_row, numbers
+    firsts = take(order, starts)
+    unique, first_rows, first_died = take(ordered, starts), take(rows, firsts), take(died, firsts)
+    del died, firsts, ordered
     known_frame = known.select("my_number", "person_key").sort("my_number").collect()
     known_numbers, known_keys = known_frame["my_number"].to_numpy(), known_frame["person_key"].to_numpy()
     keys = lookup(known_numbers, known_keys, unique, 0)
     new = np.flatnonzero(keys == 0)
-    new = new[sorted_index.stable_argsort(first_rows[new])]
+    new = take(new, sorted_index.stable_argsort(take(first_rows, new)))
     start = int(known_keys.max()) + 1 if len(known_keys) else 1
-    keys[new] = np.arange(start, start + len(new), dtype=np.int64)
-    table = pl.concat([known_frame, pl.DataFrame({"my_number": unique[new], "person_key": keys[new]})])
+    sorted_index.put(keys, new, np.arange(start, start + len(new), dtype=np.int64))
+    table = pl.concat([known_frame, pl.DataFrame({"my_number": take(unique, new), "person_key": take(keys, new)})])
     del known_frame, known_numbers, known_keys
     key_per_row = np.empty(len(rows), dtype=np.int64)
-    key_per_row[order] = keys[group]
+    sorted_index.put(key_per_row, order, take(keys, group))
     del order, starts, group
     # each shard's keys row by row, in the order of its valid residents: entitle sets them
     # beside the residents instead of joining them back by My Number (nightly.keyed_residents)
@@ -242,8 +254,8 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     del key_per_row, rows
     in_order = sorted_index.stable_argsort(first_rows)
     people = pl.DataFrame({
-        "my_number": unique[in_order], "person_key": keys[in_order],
-        "died_on": pl.Series(first_died[in_order]).replace(DIED_NULL, None).cast(pl.Date),
+        "my_number": take(unique, in_order), "person_key": take(keys, in_order),
+        "died_on": pl.Series(take(first_died, in_order)).replace(DIED_NULL, None).cast(pl.Date),
     })
     folders = write_routed(people.lazy().with_columns((pl.col("person_key") % n).cast(pl.Int16).alias(SHARD)),
                            work / "points_persons", n)

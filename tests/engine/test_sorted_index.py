@@ -82,6 +82,17 @@ def test_stable_argsort_matches_numpy(layout: str) -> None:
     assert sorted_index.stable_argsort(keys).tolist() == np.argsort(keys, kind="stable").tolist()
 
 
+@pytest.mark.parametrize("layout", ["my_numbers", "repeats", "skewed"])
+def test_radix_argsort_in_parts_matches_numpy(layout: str) -> None:
+    # enough rows for every part (RADIX_PARTS), and a size the parts do not divide evenly
+    rng = np.random.default_rng(11)
+    rows = sorted_index.RADIX_PARTS * sorted_index.RADIX_PART_ROWS + 12_345
+    keys = layouts(rng, rows)[layout]
+    rng.shuffle(keys)
+    keys.flags.writeable = False
+    assert np.array_equal(sorted_index._radix_argsort(keys), np.argsort(keys, kind="stable"))
+
+
 def test_stable_argsort_keeps_the_order_of_equal_keys_and_small_inputs() -> None:
     keys = np.array([5, -1, 5, 5, -1, 0, 2**62, -(2**62), 5], dtype=np.int64)
     assert sorted_index._radix_argsort(keys).tolist() == [7, 1, 4, 5, 0, 2, 3, 8, 6]
@@ -137,3 +148,48 @@ def test_lexsort3_keeps_the_order_of_equal_rows_and_small_inputs() -> None:
     for small in ([], [3], [2, 1]):
         arr = np.array(small, dtype=np.int64)
         assert sorted_index.lexsort3(arr, arr, arr).tolist() == np.lexsort((arr, arr, arr)).tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int16, np.bool_])
+@pytest.mark.parametrize("index_dtype", [np.uint32, np.int64])
+def test_take_and_put_match_numpy(dtype, index_dtype) -> None:
+    rng = np.random.default_rng(5)
+    values = rng.integers(-1_000, 1_000, 300_001).astype(dtype)
+    order = rng.permutation(len(values)).astype(index_dtype)
+    some = rng.integers(0, len(values), 50_000).astype(index_dtype)  # repeats allowed in a gather
+    assert np.array_equal(sorted_index.take(values, order), values[order])
+    assert np.array_equal(sorted_index.take(values, some), values[some])
+    assert sorted_index.take(values, some).dtype == values.dtype
+    assert len(sorted_index.take(values, np.array([], dtype=index_dtype))) == 0
+    out, twin = np.zeros(len(values), dtype=dtype), np.zeros(len(values), dtype=dtype)
+    sorted_index.put(out, order, values)
+    twin[order] = values
+    assert np.array_equal(out, twin)
+
+
+def test_take_and_put_refuse_indices_out_of_range() -> None:
+    values = np.arange(10, dtype=np.int64)
+    for bad in ([0, 10], [-1, 3]):
+        with pytest.raises(IndexError, match="out of range"):
+            sorted_index.take(values, np.array(bad, dtype=np.int64))
+        with pytest.raises(IndexError, match="out of range"):
+            sorted_index.put(values.copy(), np.array(bad, dtype=np.int64), np.array([1, 2]))
+    with pytest.raises(ValueError, match="2 indices for 3 values"):
+        sorted_index.put(values.copy(), np.array([0, 1]), np.array([1, 2, 3]))
+    with pytest.raises(TypeError, match="integers"):
+        sorted_index.take(values, np.array([0.0, 1.0]))
+
+
+def test_by_flag_is_the_stable_argsort_of_a_flag() -> None:
+    flag = np.random.default_rng(2).random(100_003) < 0.3
+    assert np.array_equal(routing.by_flag(flag), np.argsort(flag, kind="stable"))
+    assert routing.by_flag(np.array([], dtype=bool)).tolist() == []
+
+
+def test_groups_of_gives_the_sorted_keys() -> None:
+    keys = np.random.default_rng(4).integers(0, 1_000, 20_000)
+    order, starts, group, ordered = routing.groups_of(keys)
+    assert np.array_equal(order, np.argsort(keys, kind="stable"))
+    assert np.array_equal(ordered, np.sort(keys))
+    assert np.array_equal(ordered[starts], np.unique(keys))
+    assert np.array_equal(np.unique(keys)[group], ordered)
