@@ -14,6 +14,8 @@ block in place and returns the matches (tests/identity_reference.py lists them, 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import polars as pl
 
@@ -74,14 +76,21 @@ def _row_arrays(keys: pl.DataFrame, shared_person_keys: pl.Series) -> dict[str, 
     return {name: arrays.get_column(name).to_numpy() for name in arrays.columns}
 
 
-def _emitted_pairs(keys: pl.DataFrame, rows: dict[str, np.ndarray], strings: dict[str, tuple],
+def _blocked(keys: pl.DataFrame, rows: dict[str, np.ndarray], strings: dict[str, tuple],
+             pass_number: int) -> tuple[np.ndarray, np.ndarray]:
+    """One blocking pass's hashed rows (unsorted) and key codes (kernels.block_hashed_rows)."""
+    block_key = BLOCKING_PASSES[pass_number - 1][-1]
+    can_meet = keys.select(pl.all_horizontal(pl.col(*ROW_KEYS, block_key).is_not_null())).to_series()
+    return kernels.block_hashed_rows(rows["birth_date"], *strings["sex"][:2], *strings[block_key][:2],
+                                     can_meet.to_numpy())
+
+
+def _emitted_pairs(rows: dict[str, np.ndarray], strings: dict[str, tuple], blocked: tuple[np.ndarray, np.ndarray],
                    pass_number: int, cfg: ChecksConfig) -> tuple[pl.DataFrame, int]:
     """One blocking pass through the kernel: the row pairs it emitted (row_l, row_r, the three
     similarities, is_matched, pass_number) and the pairs it counted."""
     block_key = BLOCKING_PASSES[pass_number - 1][-1]
-    can_meet = keys.select(pl.all_horizontal(pl.col(*ROW_KEYS, block_key).is_not_null())).to_series()
-    hashed_rows, key_codes = kernels.block_hashed_rows(
-        rows["birth_date"], *strings["sex"][:2], *strings[block_key][:2], can_meet.to_numpy())
+    hashed_rows, key_codes = blocked
     hashed_rows = sorted_index.ascending(hashed_rows)
     left, right, whole, family, given, is_matched, compared = kernels.fuzzy_identity_pairs(
         hashed_rows, rows["birth_date"], key_codes,
@@ -117,7 +126,11 @@ def matched_pairs(keys: pl.DataFrame, cfg: ChecksConfig) -> tuple[pl.DataFrame, 
     rows = _row_arrays(keys, shared_person_keys)
     # (offsets, data, the Arrow array that owns them)
     strings = {c: similarity.string_buffers(keys.get_column(c).to_arrow()) for c in STRING_KEYS}
-    passes = [_emitted_pairs(keys, rows, strings, number, cfg) for number in range(1, len(BLOCKING_PASSES) + 1)]
+    numbers = range(1, len(BLOCKING_PASSES) + 1)
+    # the passes' hashing runs on one core each (the kernel releases the GIL): side by side
+    with ThreadPoolExecutor(max_workers=len(BLOCKING_PASSES)) as pool:
+        blocked = list(pool.map(lambda number: _blocked(keys, rows, strings, number), numbers))
+    passes = [_emitted_pairs(rows, strings, blocked.pop(0), number, cfg) for number in numbers]
     emitted = pl.concat([pairs for pairs, _ in passes])
     compared = sum(count for _, count in passes)
     pairs = pl.concat([
