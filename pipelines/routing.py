@@ -35,6 +35,7 @@ SHARD = "__shard"
 COPY = "__copy"  # an account row also routed to a shard other than its person's first
 ROUTED = ("residents", "accounts", "applications")
 POINTS_ROUTED = ("wallets", "transactions")
+take = sorted_index.take  # values[indices] on every core (NumPy's gathers run on one)
 
 
 def column(frame: pl.LazyFrame, expr: pl.Expr) -> np.ndarray:
@@ -61,8 +62,6 @@ def groups_of(keys: np.ndarray, order_hint: np.ndarray | None = None
     first[1:] = ordered[1:] != ordered[:-1]
     return order, np.flatnonzero(first), np.cumsum(first) - 1, ordered
 
-
-take = sorted_index.take  # values[indices] on every core (NumPy's gathers run on one)
 
 
 def by_flag(flag: np.ndarray) -> np.ndarray:
