@@ -130,7 +130,7 @@ def matched_pairs(keys: pl.DataFrame, cfg: ChecksConfig) -> tuple[pl.DataFrame, 
     # the passes' hashing runs on one core each (the kernel releases the GIL): side by side
     with ThreadPoolExecutor(max_workers=len(BLOCKING_PASSES)) as pool:
         blocked = list(pool.map(lambda number: _blocked(keys, rows, strings, number), numbers))
-    passes = [_emitted_pairs(rows, strings, blocked.pop(0), number, cfg) for number in numbers]
+    passes = [_emitted_pairs(rows, strings, hashed, number, cfg) for number, hashed in zip(numbers, blocked)]
     emitted = pl.concat([pairs for pairs, _ in passes])
     compared = sum(count for _, count in passes)
     pairs = pl.concat([

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from numba import int64, njit, prange, types, uint32
+from numba import njit, prange, types, uint32
 
 Int64In = types.Array(types.int64, 1, "C", readonly=True)
 
@@ -63,18 +63,6 @@ def index_of(ids, starts, shift, value):
     return lo
 
 
-@njit(int64[::1](Int64In, Int64In), cache=True, parallel=True)
-def positions(sorted_ids, values):
-    """For each value, the index of its first occurrence in `sorted_ids` (ascending), or -1."""
-    out = np.full(values.shape[0], -1, dtype=np.int64)
-    if sorted_ids.shape[0] == 0:
-        return out
-    starts, shift = bucket_starts(sorted_ids)
-    for i in prange(values.shape[0]):
-        out[i] = index_of(sorted_ids, starts, shift, values[i])
-    return out
-
-
 @njit(cache=True, parallel=True)
 def _values_at(sorted_ids, values, keys, default, out):
     starts, shift = bucket_starts(sorted_ids)
@@ -98,6 +86,12 @@ def values_at(sorted_ids: np.ndarray, values: np.ndarray, keys: np.ndarray, defa
     elif len(keys):
         _values_at(sorted_ids, values, keys, values.dtype.type(default), out)
     return out
+
+
+def positions(sorted_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each value, the index of its first occurrence in `sorted_ids` (ascending), or -1:
+    `values_at` with the positions as the values."""
+    return values_at(sorted_ids, np.arange(len(sorted_ids), dtype=np.int64), values, -1)
 
 
 RADIX_BITS = 11  # 2,048 counters a pass: they stay in the core's cache while rows are scattered

@@ -63,7 +63,6 @@ def groups_of(keys: np.ndarray, order_hint: np.ndarray | None = None
     return order, np.flatnonzero(first), np.cumsum(first) - 1, ordered
 
 
-
 def by_flag(flag: np.ndarray) -> np.ndarray:
     """np.argsort(flag, kind="stable") of a boolean array: the rows without the flag, then
     those with it, each in row order (two scans, not a sort)."""
