@@ -7,6 +7,7 @@ resident) rather than hash tables of the nation.
                    other shard where the person is registered); applications by household
     person_keys    My Number → person_key for the nation (kept forever), each shard's keys, and
                    the persons of each points shard (person_key % n)
+    route_paid     the state's paid persons to every shard where the person is registered
     route_points   wallets by their owner's points shard, transactions by their wallet's
 
 Every copy of a duplicated application, wallet or transaction id goes with its first copy, so
@@ -196,10 +197,14 @@ def route_inputs(scanned: dict, n: int, municipalities: pl.DataFrame, work: Path
 @dataclass
 class People:
     """Every valid resident's person: the My Numbers, sorted, and their person_keys (the
-    lookup that routes wallets to their owner's points shard)."""
+    lookup that routes wallets to their owner's points shard); the shard of each person's
+    first registration, and (person_key, shard) of the person's registrations in other shards
+    (the lookup that routes the state's paid persons: route_paid)."""
 
     numbers: np.ndarray
     keys: np.ndarray
+    shards: np.ndarray
+    copies: pl.DataFrame
 
 
 DIED_NULL = np.iinfo(np.int32).min
@@ -237,6 +242,7 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     del known_frame, known_numbers, known_keys
     key_per_row = np.empty(len(rows), dtype=np.int64)
     sorted_index.put(key_per_row, order, take(keys, group))
+    shards, copies = _registrations(order, starts, group, keys, sizes)
     del order, starts, group
     # each shard's keys row by row, in the order of its valid residents: entitle sets them
     # beside the residents instead of joining them back by My Number (nightly.keyed_residents)
@@ -258,7 +264,49 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     folders = write_routed(people.lazy().with_columns((pl.col("person_key") % n).cast(pl.Int16).alias(SHARD)),
                            work / "points_persons", n)
     del people, in_order
-    return table, per_shard, [scan(f) for f in folders], People(unique, keys)
+    return table, per_shard, [scan(f) for f in folders], People(unique, keys, shards, copies)
+
+
+def _registrations(order: np.ndarray, starts: np.ndarray, group: np.ndarray, keys: np.ndarray,
+                   sizes: list[int]) -> tuple[np.ndarray, pl.DataFrame]:
+    """The shard of each person's first registration (rows in `order`, grouped by person from
+    `starts`; each shard's rows `sizes` long, one shard after another), and (person_key, shard)
+    of the person's other registrations in other shards: only persons with several rows (a few
+    in a thousand) are looked at for those."""
+    row_shard = np.repeat(np.arange(len(sizes), dtype=np.int16), sizes)
+    shards = take(row_shard, take(order, starts))
+    several = np.diff(starts, append=len(order)) > 1
+    rows = np.flatnonzero(take(several, group))
+    of = take(group, rows)
+    row_shards = take(row_shard, take(order, rows))
+    other = row_shards != take(shards, of)
+    copies = pl.DataFrame({"person_key": take(keys, of[other]), SHARD: row_shards[other]}).unique()
+    return shards, copies
+
+
+def route_paid(paid: pl.LazyFrame, people: People, n: int, work: Path) -> list[pl.LazyFrame]:
+    """The state's paid persons (person_key, household_id, paid_on) of the persons registered
+    in each shard tonight, in their order: a person's row goes to every shard where the person
+    is registered (entitle reads it there: entitle.without_paid_elsewhere); a person not
+    registered tonight concerns no shard. One pass over the nation's paid persons, instead of
+    each shard joining all of them (the nation's 125M rows read and hashed once per shard)."""
+    wanted = column(paid, pl.col("person_key").fill_null(-1))
+    if not len(wanted):
+        return [paid] * n
+    by_key = sorted_index.stable_argsort(people.keys)
+    shard = lookup(take(people.keys, by_key), take(people.shards, by_key), wanted, -1)
+    del by_key, wanted
+    elsewhere = people.copies.group_by("person_key").agg(pl.col(SHARD).sort().alias("__elsewhere"))
+    routed = (
+        beside(paid, "__own", shard)
+        .filter(pl.col("__own") >= 0)
+        .join(elsewhere.lazy(), on="person_key", how="left", maintain_order="left")
+        .with_columns(pl.concat_list("__own", pl.col("__elsewhere").fill_null([])).alias(SHARD))
+        .explode(SHARD)
+        .with_columns(pl.col(SHARD).cast(pl.Int16))
+        .drop("__own", "__elsewhere")
+    )
+    return [scan(folder) for folder in write_routed(routed, work / "paid_persons", n)]
 
 
 def route_points(scanned: dict, people: People, n: int, work: Path) -> list[dict]:

@@ -241,20 +241,20 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
     decisions = steps.decisions(base.table("decisions"), scanned, run_date)
     has_points = all(name in scanned for name in nightly.MYNAPOINT_INPUTS)
     points_inputs = routing.route_points(scanned, everyone, n, work) if has_points else []
+    paid = routing.route_paid(base.scan("paid_persons"), everyone, n, work)
     del everyone
 
     stages.start("entitle")
     entitled = []
     for k in range(n):
-        members, households, payees = nightly.entitled(checked[k], shard_keys[k], base.scan("paid_persons"), cfg,
-                                                       work / f"shard-{k}")
+        members, households, payees = nightly.entitled(checked[k], shard_keys[k], paid[k], cfg, work / f"shard-{k}")
         resolved = steps.sink(payout.resolved_accounts(households, payees, checked[k].usable_accounts,
                                                        checked[k].usable_applications),
                               work / f"shard-{k}" / "04_payees" / "resolved.parquet")
         write_across_inputs(members, resolved, work / "across", k)
         entitled.append((members, households, resolved))
-    del shard_keys
-    _drop(work / "keys")
+    del shard_keys, paid
+    _drop(work / "keys", work / "paid_persons")
 
     stages.start("checks")
     across, compared = across_households(work, n, cfg)

@@ -66,7 +66,8 @@ def test_accounts_go_to_every_shard_of_their_person_the_first_one_counted(tmp_pa
 
 
 def test_a_duplicated_transaction_id_goes_with_its_first_copy(tmp_path: Path) -> None:
-    people = routing.People(numbers=np.array([100, 200, 300]), keys=np.array([4, 5, 6]))  # shards 0, 1, 0
+    people = routing.People(numbers=np.array([100, 200, 300]), keys=np.array([4, 5, 6]),  # shards 0, 1, 0
+                            shards=np.zeros(3, dtype=np.int16), copies=pl.DataFrame())
     wallets = pl.LazyFrame({ROW: [0, 1, 2], "wallet_id": [10, 20, 30], "my_number": [100, 200, 777]})
     transactions = pl.LazyFrame({
         ROW: [0, 1, 2, 3, 4],
@@ -78,6 +79,33 @@ def test_a_duplicated_transaction_id_goes_with_its_first_copy(tmp_path: Path) ->
     got = [shard["transactions"][0].collect()[ROW].to_list() for shard in shards]
     assert got == [[1, 3], [0, 2, 4]]  # unknown wallet 99: shard 0
     assert [shard["wallets"][0].collect()[ROW].to_list() for shard in shards] == [[0, 2], [1]]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_paid_persons_go_to_every_shard_where_their_person_is_registered(tmp_path: Path, seed: int) -> None:
+    # a nation of 3 shards; some persons registered twice (in one shard or two), some paid
+    # persons no longer registered; each shard's routed rows are the paid persons of its
+    # registered persons, in their order: the semi-join that each shard made before
+    rng = np.random.default_rng(seed)
+    numbers = rng.choice(np.arange(10**6, 2 * 10**6), 30_000, replace=False)
+    again = rng.choice(numbers, 600, replace=False)
+    valid = [pl.LazyFrame({"my_number": part, ROW: np.arange(len(part)) * 3 + k, "died_on": [None] * len(part)},
+                          schema_overrides={"died_on": pl.Date})
+             for k, part in enumerate(np.array_split(np.concatenate([numbers, again]), 3))]
+    known = pl.LazyFrame({"my_number": numbers[:20_000], "person_key": rng.permutation(20_000) + 1})
+    _, per_shard, _, people = routing.person_keys(known, valid, 3, tmp_path)
+    paid = pl.DataFrame({
+        "person_key": rng.choice(np.arange(1, 40_000), 15_000, replace=False),  # keys up to 30,000 registered
+        "household_id": rng.integers(0, 10**6, 15_000), "paid_on": [date(2020, 6, 30)] * 15_000,
+    })
+    routed = routing.route_paid(paid.lazy(), people, 3, tmp_path)
+    several = 0
+    for k in range(3):
+        keys = per_shard[k].select("person_key").collect()
+        assert routed[k].collect().equals(paid.join(keys, on="person_key", how="semi", maintain_order="left"))
+        several += routed[k].collect().join(per_shard[(k + 1) % 3].collect(), on="person_key", how="semi").height
+    assert several > 0  # some paid persons are registered in two shards, and go to both
+    assert not any(frame.collect().height for frame in routing.route_paid(paid.clear().lazy(), people, 3, tmp_path))
 
 
 # ---- checked as they are routed ------------------------------------------------------------------

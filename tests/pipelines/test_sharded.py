@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,46 @@ def test_sharded_nights_decide_what_plain_nights_decide(inputs: Path, tmp_path: 
     # a re-run of the last night changes nothing
     again = nightly.run(inputs, roots[SHARDS] / "state", roots[SHARDS] / "out", NIGHTS[-1], CFG)
     assert again.mode == "rerun" and again.unchanged and again.shards == SHARDS
+
+
+def test_persons_paid_then_moved_to_another_shard_are_not_paid_again(inputs: Path, tmp_path: Path) -> None:
+    # night 1 pays everyone; by night 2, some paid members have moved into households of other
+    # municipalities, some of them in other shards: their shares are not counted again
+    # (paid_in_another_household), in shards as in one piece
+    roots = {0: tmp_path / "plain", SHARDS: tmp_path / "sharded"}
+    for n, root in roots.items():
+        nightly.run(inputs, root / "state", root / "out", NIGHTS[0], CFG, shards=n)
+    moved_inputs = tmp_path / "moved"
+    shutil.copytree(inputs, moved_inputs)
+    path = next((moved_inputs / "residents").glob("*.parquet"))
+    residents = pl.read_parquet(path).with_row_index("__i")
+    shard_of = Store(roots[SHARDS] / "state").head().table("shard_map")
+    paid = Store(roots[0] / "state").head().table("paid_persons")
+    persons = Store(roots[0] / "state").head().table("persons")
+    movers = (
+        residents.filter(~pl.col("is_head") & pl.col("died_on").is_null())
+        .join(persons.join(paid, on="person_key", how="semi"), on="my_number", how="semi")
+        .sample(60, seed=1)
+    )
+    targets = residents.filter(pl.col("is_head")).sample(60, seed=2).select(
+        pl.col("household_id").alias("to_household"), pl.col("municipality_code").alias("to_municipality"))
+    moves = pl.concat([movers.select("__i", "municipality_code"), targets], how="horizontal").filter(
+        pl.col("municipality_code") != pl.col("to_municipality"))
+    crossing = moves.join(shard_of, on="municipality_code").join(
+        shard_of.rename({"municipality_code": "to_municipality", "shard": "to_shard"}), on="to_municipality"
+    ).filter(pl.col("shard") != pl.col("to_shard"))
+    assert crossing.height >= 10
+    residents = residents.join(moves.drop("municipality_code"), on="__i", how="left").with_columns(
+        pl.coalesce("to_household", "household_id").alias("household_id"),
+        pl.coalesce("to_municipality", "municipality_code").alias("municipality_code"),
+    ).drop("__i", "to_household", "to_municipality")
+    residents.write_parquet(path)
+    reports = {n: nightly.run(moved_inputs, root / "state", root / "out", NIGHTS[1], CFG, shards=n)
+               for n, root in roots.items()}
+    assert_same_night(reports[0], reports[SHARDS])
+    assert_same_state(roots[0] / "state", roots[SHARDS] / "state")
+    told = json.loads((reports[SHARDS].run_dir / "run.json").read_text())["not_eligible_by_reason"]
+    assert told.get("paid_in_another_household", 0) >= crossing.height
 
 
 def test_a_state_keeps_the_shard_count_of_its_first_night(inputs: Path, tmp_path: Path) -> None:
