@@ -13,7 +13,8 @@ person_key (a counter kept forever), so a person's cap lives in one shard.
                       each row checked by validate's rules in the same streaming pass
     per shard         validate                      → reject counts, examples, rejects
     whole nation      reject ratio; person keys     (My Number → person_key, one pass)
-                      route wallets and transactions by the owner's person_key
+                      route wallets and transactions by the owner's person_key; the state's
+                      paid persons to every shard where the person is registered tonight
     per shard         entitle, payees               → narrow projections for the global checks
     whole nation      double registrations, fuzzy identity (by birth-date bucket: every block
                       shares a birth date), shared accounts   → holds across households
@@ -39,10 +40,10 @@ they are routed decides what checking each shard would (tests/pipelines/test_rou
 without writing each input a second time. The transactions are still checked per shard
 (routing.route_points says why).
 
-Scratch is removed as soon as nothing reads it: the person keys once entitled, the projections
-of the checks across households once they ran, and each shard's checked inputs, checkpoints,
-routed wallets and transactions once the shard is done (its analyst parts stay until the
-publish). The national night's disk peak is then the checked inputs and the entitle
+Scratch is removed as soon as nothing reads it: the person keys and paid persons once
+entitled, the projections of the checks across households once they ran, and each shard's
+checked inputs, checkpoints, routed wallets and transactions once the shard is done (its
+analyst parts stay until the publish). The national night's disk peak is then the checked inputs and the entitle
 checkpoints of every shard at once (benchmarks/RESULTS.md, Disk).
 
 The routing and the passes over the whole nation that decide it: pipelines/routing.py.
