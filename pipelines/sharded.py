@@ -43,8 +43,8 @@ without writing each input a second time. The transactions are still checked per
 Scratch is removed as soon as nothing reads it: the person keys and paid persons once
 entitled, the projections of the checks across households once they ran, and each shard's
 checked inputs, checkpoints, routed wallets and transactions once the shard is done (its
-analyst parts stay until the publish). The national night's disk peak is then the checked inputs and the entitle
-checkpoints of every shard at once (benchmarks/RESULTS.md, Disk).
+analyst parts stay until the publish). The national night's disk peak is then the checked
+inputs and the entitle checkpoints of every shard at once (benchmarks/RESULTS.md, Disk).
 
 The routing and the passes over the whole nation that decide it: pipelines/routing.py.
 """
