@@ -230,6 +230,7 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     del by_row, numbers
     firsts = take(order, starts)
     unique, first_rows, first_died = take(ordered, starts), take(rows, firsts), take(died, firsts)
+    shards = take(_row_shards(sizes), firsts)  # the shard of each person's first registration
     del died, firsts, ordered
     known_frame = known.select("my_number", "person_key").sort("my_number").collect()
     known_numbers, known_keys = known_frame["my_number"].to_numpy(), known_frame["person_key"].to_numpy()
@@ -242,7 +243,7 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     del known_frame, known_numbers, known_keys
     key_per_row = np.empty(len(rows), dtype=np.int64)
     sorted_index.put(key_per_row, order, take(keys, group))
-    shards, copies = _registrations(order, starts, group, keys, sizes)
+    copies = _other_registrations(order, starts, group, keys, shards, sizes)
     del order, starts, group
     # each shard's keys row by row, in the order of its valid residents: entitle sets them
     # beside the residents instead of joining them back by My Number (nightly.keyed_residents)
@@ -267,21 +268,22 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     return table, per_shard, [scan(f) for f in folders], People(unique, keys, shards, copies)
 
 
-def _registrations(order: np.ndarray, starts: np.ndarray, group: np.ndarray, keys: np.ndarray,
-                   sizes: list[int]) -> tuple[np.ndarray, pl.DataFrame]:
-    """The shard of each person's first registration (rows in `order`, grouped by person from
-    `starts`; each shard's rows `sizes` long, one shard after another), and (person_key, shard)
-    of the person's other registrations in other shards: only persons with several rows (a few
-    in a thousand) are looked at for those."""
-    row_shard = np.repeat(np.arange(len(sizes), dtype=np.int16), sizes)
-    shards = take(row_shard, take(order, starts))
+def _row_shards(sizes: list[int]) -> np.ndarray:
+    """The shard of each row of the shards' rows set one after another (`sizes` rows each)."""
+    return np.repeat(np.arange(len(sizes), dtype=np.int16), sizes)
+
+
+def _other_registrations(order: np.ndarray, starts: np.ndarray, group: np.ndarray, keys: np.ndarray,
+                         shards: np.ndarray, sizes: list[int]) -> pl.DataFrame:
+    """(person_key, shard) of each person's registrations in shards other than `shards`, that
+    of the person's first (rows in `order`, grouped by person from `starts`): only persons with
+    several rows (a few in a thousand) are looked at."""
     several = np.diff(starts, append=len(order)) > 1
     rows = np.flatnonzero(take(several, group))
     of = take(group, rows)
-    row_shards = take(row_shard, take(order, rows))
+    row_shards = take(_row_shards(sizes), take(order, rows))
     other = row_shards != take(shards, of)
-    copies = pl.DataFrame({"person_key": take(keys, of[other]), SHARD: row_shards[other]}).unique()
-    return shards, copies
+    return pl.DataFrame({"person_key": take(keys, of[other]), SHARD: row_shards[other]}).unique()
 
 
 def route_paid(paid: pl.LazyFrame, people: People, n: int, work: Path) -> list[pl.LazyFrame]:
