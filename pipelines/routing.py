@@ -240,7 +240,7 @@ def person_keys(known: pl.LazyFrame, valid: list[pl.LazyFrame], n: int, work: Pa
     start = int(known_keys.max()) + 1 if len(known_keys) else 1
     sorted_index.put(keys, new, np.arange(start, start + len(new), dtype=np.int64))
     table = pl.concat([known_frame, pl.DataFrame({"my_number": take(unique, new), "person_key": take(keys, new)})])
-    del known_frame, known_numbers, known_keys
+    del known_frame, known_numbers, known_keys, new
     key_per_row = np.empty(len(rows), dtype=np.int64)
     sorted_index.put(key_per_row, order, take(keys, group))
     copies = _other_registrations(order, starts, group, keys, shards, sizes)
@@ -273,12 +273,24 @@ def _row_shards(sizes: list[int]) -> np.ndarray:
     return np.repeat(np.arange(len(sizes), dtype=np.int16), sizes)
 
 
+def _several(starts: np.ndarray, rows: int, chunk: int = 1 << 23) -> np.ndarray:
+    """Whether each group (starting at `starts`, `rows` rows in all) has more than one row: a
+    chunk at a time, without the two temporary Int64 copies of `starts` that np.diff(starts,
+    append=rows) makes (2 GB at 125M persons, at the person-key pass's peak)."""
+    several = np.empty(len(starts), dtype=bool)
+    for lo in range(0, len(starts), chunk):
+        hi = min(lo + chunk, len(starts))
+        stops = starts[lo + 1:hi + 1] if hi < len(starts) else np.append(starts[lo + 1:hi], rows)
+        several[lo:hi] = stops - starts[lo:hi] > 1
+    return several
+
+
 def _other_registrations(order: np.ndarray, starts: np.ndarray, group: np.ndarray, keys: np.ndarray,
                          shards: np.ndarray, sizes: list[int]) -> pl.DataFrame:
     """(person_key, shard) of each person's registrations in shards other than `shards`, that
     of the person's first (rows in `order`, grouped by person from `starts`): only persons with
     several rows (a few in a thousand) are looked at."""
-    several = np.diff(starts, append=len(order)) > 1
+    several = _several(starts, len(order))
     rows = np.flatnonzero(take(several, group))
     of = take(group, rows)
     row_shards = take(_row_shards(sizes), take(order, rows))

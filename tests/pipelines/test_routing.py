@@ -141,6 +141,18 @@ def _planted(generated: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 23])
+def test_several_marks_the_groups_of_more_than_one_row_in_any_chunking(chunk: int) -> None:
+    rng = np.random.default_rng(chunk)
+    sizes = rng.integers(1, 4, 1_000)  # groups of 1-3 rows; chunk edges fall inside and between them
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rows = int(sizes.sum())
+    several = routing._several(starts, rows, chunk)
+    assert np.array_equal(several, np.diff(starts, append=rows) > 1)
+    assert np.array_equal(several, sizes > 1)
+    assert routing._several(np.zeros(0, dtype=np.int64), 0, chunk).shape == (0,)
+
+
 def test_inputs_checked_as_they_are_routed_get_the_verdicts_of_each_shard(tmp_path: Path) -> None:
     from pipelines import generate, nightly, sharded
 
