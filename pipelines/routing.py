@@ -293,7 +293,9 @@ def _other_registrations(order: np.ndarray, starts: np.ndarray, group: np.ndarra
     several = _several(starts, len(order))
     rows = np.flatnonzero(take(several, group))
     of = take(group, rows)
-    row_shards = take(_row_shards(sizes), take(order, rows))
+    # the shard of these few rows by their position among the shards' rows (not a shard per row
+    # of the nation again, as person_keys needed for every person's first row)
+    row_shards = np.searchsorted(np.cumsum(sizes), take(order, rows), side="right").astype(np.int16)
     other = row_shards != take(shards, of)
     return pl.DataFrame({"person_key": take(keys, of[other]), SHARD: row_shards[other]}).unique()
 

@@ -153,6 +153,14 @@ def test_several_marks_the_groups_of_more_than_one_row_in_any_chunking(chunk: in
     assert routing._several(np.zeros(0, dtype=np.int64), 0, chunk).shape == (0,)
 
 
+def test_a_registration_on_the_first_row_of_a_shard_is_a_copy_in_that_shard() -> None:
+    # shards of 2 rows each; person 10 on row 0 (shard 0) and row 2, the first row of shard 1
+    order, starts, group = np.array([0, 2, 1, 3]), np.array([0, 2, 3]), np.array([0, 0, 1, 2])
+    keys, shards = np.array([10, 20, 30]), np.array([0, 0, 1], dtype=np.int16)
+    copies = routing._other_registrations(order, starts, group, keys, shards, [2, 2])
+    assert copies.rows() == [(10, 1)]
+
+
 def test_inputs_checked_as_they_are_routed_get_the_verdicts_of_each_shard(tmp_path: Path) -> None:
     from pipelines import generate, nightly, sharded
 
