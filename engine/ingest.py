@@ -8,7 +8,8 @@ cast (a My Number string that is not 12 digits) become null and are flagged for 
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,9 +141,46 @@ def file_checksums(source: Source, readers: int = CHECKSUM_READERS) -> list[dict
         return list(pool.map(_checksum, source.files))
 
 
-def _checksum(path: Path) -> dict:
+class Checksums:
+    """The checksums of every file of the night's inputs (file_checksums), read in the
+    background while the night runs: `record()` waits for them.
+
+    A night needs them before it starts only to tell a re-run from a night with other inputs
+    (pipelines/nightly.py); a new night needs them only for its record, so its first stages run
+    while the inputs are read and hashed, instead of after (at 125M the read took 32–114 s of
+    otherwise idle cores, benchmarks/RESULTS.md). `stop()` ends the reads early (a night that
+    fails); a read error is raised by `record()`, as file_checksums raises it."""
+
+    def __init__(self, sources: dict[str, Source], readers: int = CHECKSUM_READERS) -> None:
+        self._sources = sources
+        self._stopped = threading.Event()
+        files = [path for source in sources.values() for path in source.files]
+        self._pool = ThreadPoolExecutor(max(1, min(readers, len(files))), thread_name_prefix="kyufu-checksum")
+        self._files: dict[str, list[Future]] = {
+            name: [self._pool.submit(_checksum, path, self._stopped) for path in source.files]
+            for name, source in sources.items()
+        }
+
+    def record(self) -> dict[str, dict]:
+        """{dataset: {"path", "files": [{"path", "bytes", "sha256"}, …]}}, files in file order."""
+        return {name: {"path": str(self._sources[name].path), "files": [f.result() for f in futures]}
+                for name, futures in self._files.items()}
+
+    def stop(self) -> None:
+        """Stop reading (a file being read stops at its next block) and wait for the readers."""
+        self._stopped.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Stopped(Exception):
+    """A checksum read ended by Checksums.stop()."""
+
+
+def _checksum(path: Path, stopped: threading.Event | None = None) -> dict:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
+            if stopped is not None and stopped.is_set():
+                raise _Stopped(str(path))
             digest.update(block)
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}

@@ -139,8 +139,9 @@ class _Plan:
     reason: str = ""
 
 
-def _plan(store: state.Store, run_date: date, fp: str, correction: str | None) -> _Plan:
-    """Decide what kind of run this is, from the state's run history."""
+def _plan(store: state.Store, run_date: date, fp: Callable[[], str], correction: str | None) -> _Plan:
+    """Decide what kind of run this is, from the state's run history. The inputs' fingerprint
+    `fp()` is asked for only when a night of that date ran already: a re-run has its inputs."""
     head = store.head()
     runs = head.table("runs")
     same = runs.filter(pl.col("run_date") == run_date)
@@ -157,12 +158,13 @@ def _plan(store: state.Store, run_date: date, fp: str, correction: str | None) -
         return _Plan("correction", head, f"{run_date.isoformat()}-correction-{k}", correction.strip())
     if not nights.is_empty():
         night = nights.row(0, named=True)
-        if night["fingerprint"] == fp:
+        fp_now = fp()
+        if night["fingerprint"] == fp_now:
             base = store.version(store.version(night["version"]).info.get("parent") or 0)
             return _Plan("rerun", base, run_date.isoformat())
         msg = (
             f"night {run_date} already ran with other inputs or config; nothing was done\n"
-            f"  then: {night['fingerprint'][:16]}…  now: {fp[:16]}…\n\n"
+            f"  then: {night['fingerprint'][:16]}…  now: {fp_now[:16]}…\n\n"
             "Hint: to pay only the difference, run it again with --correction 'why'; the reason is recorded."
         )
         raise StateError(msg)
@@ -172,6 +174,25 @@ def _plan(store: state.Store, run_date: date, fp: str, correction: str | None) -
                "Hint: to change what an earlier night decided, use a correction run on the latest night.")
         raise StateError(msg)
     return _Plan("night", head, run_date.isoformat())
+
+
+class _Recorded:
+    """The night's input record (every input file's size and checksum) and its fingerprint,
+    set in the report once the checksums read in the background (ingest.Checksums) are in."""
+
+    def __init__(self, checksums: ingest.Checksums, cfg: RunConfig, run_date: date, report: RunReport) -> None:
+        self._checksums, self._cfg, self._run_date, self._report = checksums, cfg, run_date, report
+        self._record: dict | None = None
+
+    def __call__(self) -> dict:
+        if self._record is None:
+            self._record = self._checksums.record()
+            self._report.fingerprint = fingerprint(self._record, self._cfg, self._run_date)
+        return self._record
+
+    def fingerprint(self) -> str:
+        self()
+        return self._report.fingerprint
 
 
 def run(
@@ -198,6 +219,7 @@ def run(
     report = RunReport(run_date=run_date, run_dir=out_dir / run_date.isoformat())
     stages = _Stages(report, on_stage)
     created_out_dir = not out_dir.exists()
+    checksums: ingest.Checksums | None = None
     staging = out_dir / f".{run_date.isoformat()}.partial-{os.getpid()}"
     # the checkpoints (the night's spill): under the staging folder, or where the operator says
     work = (work_dir / f".kyufu-{run_date.isoformat()}-{os.getpid()}") if work_dir else staging / "_checkpoints"
@@ -207,27 +229,25 @@ def run(
             _clean_spill(work_dir)
         stages.start("ingest")
         scanned = plan_inputs(inputs_dir)
-        input_record = {
-            name: {"path": str(source.path), "files": ingest.file_checksums(source)}
-            for name, (_, source) in scanned.items()
-        }
-        report.fingerprint = fingerprint(input_record, cfg, run_date)
-        plan = _plan(store, run_date, report.fingerprint, correction)
+        # read and hashed while the night runs; waited for at once only by a night that ran already
+        checksums = ingest.Checksums({name: source for name, (_, source) in scanned.items()})
+        recorded = _Recorded(checksums, cfg, run_date, report)
+        plan = _plan(store, run_date, recorded.fingerprint, correction)
         report.mode, report.run_dir = plan.mode, out_dir / plan.folder
         head = store.head()
         n = report.shards = _shards(head, scanned, shards)
         if check_disk:
             diskspace.check_free_space(
-                sum(f["bytes"] for record in input_record.values() for f in record["files"]),
+                sum(path.stat().st_size for _, source in scanned.values() for path in source.files),
                 {"checkpoints": work_dir or out_dir, "outputs": out_dir, "state": state_dir}, sharded=n > 0)
         written: dict[str, Path] = {}
         if n:
             from pipelines import sharded
 
-            tables, written = sharded.compute(scanned, input_record, plan, staging, work, run_date, cfg, report,
+            tables, written = sharded.compute(scanned, recorded, plan, staging, work, run_date, cfg, report,
                                               stages, n, store)
         else:
-            tables = _compute(scanned, input_record, plan, staging, work, run_date, cfg, report, stages)
+            tables = _compute(scanned, recorded, plan, staging, work, run_date, cfg, report, stages)
         stages.start("publish")
         shutil.rmtree(work)
         if plan.mode == "rerun":
@@ -252,6 +272,8 @@ def run(
         raise DiskFullError.during(stages.current, {"outputs": out_dir, "checkpoints": work_dir or out_dir,
                                                     "state": state_dir}) from None
     finally:
+        if checksums is not None:
+            checksums.stop()
         for folder in (staging, work):
             if folder.exists():
                 shutil.rmtree(folder, ignore_errors=True)
@@ -537,10 +559,10 @@ def settled(base, folder: str, mode: str, households: pl.LazyFrame, checked: pl.
     })
 
 
-def _compute(scanned, input_record, plan: _Plan, staging: Path, work: Path, run_date: date, cfg: RunConfig,
-             report: RunReport, stages: _Stages) -> dict[str, pl.DataFrame]:
+def _compute(scanned, recorded: Callable[[], dict], plan: _Plan, staging: Path, work: Path, run_date: date,
+             cfg: RunConfig, report: RunReport, stages: _Stages) -> dict[str, pl.DataFrame]:
     """The night itself: writes the outputs into `staging` and its checkpoints into `work`;
-    returns the state's new tables."""
+    returns the state's new tables. `recorded()`: the input record (_Recorded)."""
     base = plan.base
     work.mkdir(parents=True)
 
@@ -590,6 +612,7 @@ def _compute(scanned, input_record, plan: _Plan, staging: Path, work: Path, run_
 
     # ---- outputs: database, run record -------------------------------------------------------
     stages.start("outputs")
+    input_record = recorded()  # the run history and the record name the inputs' checksums
     runs_after = steps.runs_after(base.table("runs"), report, plan, base)
     tables = steps.analyst_tables(
         work, run_date, decided=s.decided, in_files=s.in_files, members=members, rejects_path=rejects_path,

@@ -201,11 +201,11 @@ def write_across_inputs(members: pl.LazyFrame, resolved: pl.LazyFrame, folder: P
                          .with_columns(_bucket()), folder / f"identity.{shard}", BIRTH_BUCKETS, key=BUCKET)
 
 
-def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: date, cfg: RunConfig, report, stages,
+def compute(scanned, recorded, plan, staging: Path, work: Path, run_date: date, cfg: RunConfig, report, stages,
             n: int, store: state.Store) -> tuple[dict[str, pl.DataFrame], dict[str, Path]]:
     """The national night (module doc): writes the outputs into `staging` and its checkpoints
     into `work`; returns the state's new global tables and its parts, written into the store's
-    pending folder."""
+    pending folder. `recorded()`: the input record (nightly._Recorded)."""
     base = plan.base
     work.mkdir(parents=True)
     pending = store.pending()
@@ -335,6 +335,7 @@ def compute(scanned, input_record, plan, staging: Path, work: Path, run_date: da
             raise ReconciliationError(msg)
     report.totals = figures
     files = pl.concat(files_after, how="vertical_relaxed").sort("transfer_file")
+    input_record = recorded()  # the run history and the record name the inputs' checksums
     runs_after = steps.runs_after(base.table("runs"), report, plan, base)
     tables = _analyst_tables(work, run_date, analyst, runs_after, files, decisions)
     tables = outputs.place_analyst_parquet(staging, tables)  # analyst.duckdb: views, once published

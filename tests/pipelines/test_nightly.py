@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from pathlib import Path
 
 import duckdb
@@ -11,6 +13,7 @@ import pytest
 
 import tiny
 import zengin_validator
+from engine import ingest
 from engine.config import RunConfig, ValidateConfig
 from engine.state import Store
 from pipelines import nightly
@@ -95,3 +98,38 @@ def test_persons_are_keyed_by_a_stable_surrogate(night: nightly.RunReport, tmp_p
     assert "my_number" not in persons.columns
     keys = Store(night.run_dir.parent.parent / "state").head().table("persons")
     assert keys.height == persons["person_key"].n_unique()
+
+
+@pytest.mark.parametrize("shards", [None, 2])
+def test_a_new_night_runs_while_its_inputs_are_hashed_and_records_their_checksums(
+        tmp_path: Path, monkeypatch, shards: int | None) -> None:
+    inputs = tiny.write_tiny(tmp_path / "inputs")
+    standing = threading.Event()
+    hashed_after = []
+    real_checksum = ingest._checksum
+
+    def late_checksum(path: Path, stopped=None) -> dict:  # held back until the standing stage starts
+        hashed_after.append(standing.wait(timeout=60))
+        return real_checksum(path, stopped)
+
+    monkeypatch.setattr(ingest, "_checksum", late_checksum)
+
+    def on_stage(name: str) -> None:
+        if name == "standing":
+            standing.set()
+
+    report = nightly.run(inputs, tmp_path / "state", tmp_path / "out", tiny.RUN_DATE, CFG, on_stage=on_stage,
+                         shards=shards)
+    assert hashed_after and all(hashed_after), "the night waited for its inputs' checksums before it ran"
+    record = json.loads((report.run_dir / "run.json").read_text())
+    files = {(name, f["path"]): f["sha256"] for name, entry in record["inputs"].items() for f in entry["files"]}
+    expected = {(name, path.relative_to(inputs).as_posix() if path.parent != inputs else path.name):
+                hashlib.sha256(path.read_bytes()).hexdigest()
+                for name in record["inputs"] for path in sorted(inputs.glob(f"{name}*"))
+                if path.is_file()}
+    assert files == expected
+    runs = Store(tmp_path / "state").head().table("runs")
+    assert runs["fingerprint"].to_list() == [record["fingerprint"]] == [report.fingerprint]
+    # the same inputs again: a re-run, told apart by the checksums (read before it starts)
+    again = nightly.run(inputs, tmp_path / "state", tmp_path / "out", tiny.RUN_DATE, CFG, shards=shards)
+    assert again.mode == "rerun"
