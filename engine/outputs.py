@@ -9,7 +9,8 @@ import hashlib
 import os
 import shutil
 import json
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -58,6 +59,42 @@ def sha256_of(path: Path | list[Path]) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class Digests:
+    """sha256_of each file given to `add`, hashed by a background thread while the night goes
+    on, for the run record. A national night's analyst parts (5.6 GB) were hashed at its end,
+    read back from disk once its later writes had pushed them out of the page cache; hashed as
+    each shard writes them, they are read from memory, beside the next shard's work. A file
+    keeps its digest when `move` moves it (place_analyst_parquet); a file not added is hashed
+    when asked for. Files must not change once added."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="kyufu-digest")
+        self._hashed: dict[Path, Future] = {}
+
+    def add(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            self._hashed[Path(path)] = self._pool.submit(sha256_of, Path(path))
+
+    def move(self, source: Path, target: Path) -> None:
+        """shutil.move(source, target), once the source is hashed, its digest kept for the target."""
+        hashed = self._hashed.pop(Path(source), None)
+        if hashed is not None:
+            hashed.result()  # read before it moves
+            self._hashed[Path(target)] = hashed
+        shutil.move(source, target)
+
+    def of(self, path: Path | list[Path]) -> str:
+        """sha256_of(path)."""
+        if isinstance(path, list):
+            return hashlib.sha256("".join(self.of(p) for p in path).encode()).hexdigest()
+        hashed = self._hashed.get(Path(path))
+        return hashed.result() if hashed is not None else sha256_of(path)
+
+    def stop(self) -> None:
+        """Drop the files not hashed yet and wait for the one being hashed (a night that fails)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def remitters(municipality_codes: list[str], cfg: ZenginConfig) -> dict[str, zengin.Remitter]:
@@ -152,11 +189,12 @@ def write_duckdb(path: Path, tables: dict[str, Path | list[Path]]) -> None:
 ANALYST_FOLDER = "analyst"
 
 
-def place_analyst_parquet(night_dir: Path, tables: dict[str, Path | list[Path]]) -> dict[str, list[Path]]:
+def place_analyst_parquet(night_dir: Path, tables: dict[str, Path | list[Path]],
+                          digests: Digests | None = None) -> dict[str, list[Path]]:
     """Move each analyst table's Parquet (or its parts) into NIGHT/analyst/<table>/part-NNN.parquet,
     for a database of views over them (write_duckdb_views): a national night's tables hold
     hundreds of millions of rows, and copying them into the database file would take longer
-    than computing them."""
+    than computing them. The `digests` of the files move with them."""
     placed = {}
     for name, parquet in tables.items():
         folder = night_dir / ANALYST_FOLDER / name
@@ -165,7 +203,7 @@ def place_analyst_parquet(night_dir: Path, tables: dict[str, Path | list[Path]])
         placed[name] = []
         for i, path in enumerate(parts):
             target = folder / f"part-{i:03d}.parquet"
-            shutil.move(path, target)
+            (digests.move if digests is not None else shutil.move)(path, target)
             placed[name].append(target)
     return placed
 

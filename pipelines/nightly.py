@@ -220,6 +220,7 @@ def run(
     stages = _Stages(report, on_stage)
     created_out_dir = not out_dir.exists()
     checksums: ingest.Checksums | None = None
+    digests = outputs.Digests()  # the analyst tables' digests for the record, hashed as they are written
     staging = out_dir / f".{run_date.isoformat()}.partial-{os.getpid()}"
     # the checkpoints (the night's spill): under the staging folder, or where the operator says
     work = (work_dir / f".kyufu-{run_date.isoformat()}-{os.getpid()}") if work_dir else staging / "_checkpoints"
@@ -245,7 +246,7 @@ def run(
             from pipelines import sharded
 
             tables, written = sharded.compute(scanned, recorded, plan, staging, work, run_date, cfg, report,
-                                              stages, n, store)
+                                              stages, n, store, digests)
         else:
             tables = _compute(scanned, recorded, plan, staging, work, run_date, cfg, report, stages)
         stages.start("publish")
@@ -274,6 +275,7 @@ def run(
     finally:
         if checksums is not None:
             checksums.stop()
+        digests.stop()
         for folder in (staging, work):
             if folder.exists():
                 shutil.rmtree(folder, ignore_errors=True)
@@ -634,8 +636,11 @@ def _compute(scanned, recorded: Callable[[], dict], plan: _Plan, staging: Path, 
 
 
 def write_record(staging: Path, report: RunReport, plan: _Plan, base, input_record: dict, cfg: RunConfig,
-                 tables: dict[str, Path | list[Path]], settlement_files: list, extra: dict | None = None) -> None:
-    """run.json: what the night read, decided and wrote, with checksums."""
+                 tables: dict[str, Path | list[Path]], settlement_files: list, extra: dict | None = None,
+                 digests: outputs.Digests | None = None) -> None:
+    """run.json: what the night read, decided and wrote, with checksums (of the analyst tables
+    from `digests` where it hashed them already)."""
+    sha256_of = digests.of if digests is not None else outputs.sha256_of
     record = {
         "run_date": report.run_date.isoformat(),
         "mode": "night" if plan.mode == "rerun" else plan.mode,  # a re-run reproduces its night
@@ -658,7 +663,7 @@ def write_record(staging: Path, report: RunReport, plan: _Plan, base, input_reco
             "analyst_database": {
                 "path": "analyst.duckdb",
                 "tables": {name: {"rows": pl.scan_parquet(path).select(pl.len()).collect().item(),
-                                  "sha256": outputs.sha256_of(path)} for name, path in tables.items()},
+                                  "sha256": sha256_of(path)} for name, path in tables.items()},
             },
             "transfer_files": [
                 {"path": str(f.path.relative_to(staging)), "municipality_code": f.municipality_code,

@@ -212,10 +212,11 @@ def across_accounts(resolved: pl.LazyFrame, folder: Path, shard: int) -> pl.Lazy
 
 
 def compute(scanned, recorded, plan, staging: Path, work: Path, run_date: date, cfg: RunConfig, report, stages,
-            n: int, store: state.Store) -> tuple[dict[str, pl.DataFrame], dict[str, Path]]:
+            n: int, store: state.Store, digests: outputs.Digests) -> tuple[dict[str, pl.DataFrame], dict[str, Path]]:
     """The national night (module doc): writes the outputs into `staging` and its checkpoints
     into `work`; returns the state's new global tables and its parts, written into the store's
-    pending folder. `recorded()`: the input record (nightly._Recorded)."""
+    pending folder. `recorded()`: the input record (nightly._Recorded); `digests` hashes each
+    shard's analyst parts for the record as they are written."""
     base = plan.base
     work.mkdir(parents=True)
     pending = store.pending()
@@ -324,6 +325,7 @@ def compute(scanned, recorded, plan, staging: Path, work: Path, run_date: date, 
             rejects_path=rejects_path, holds=s.tables["holds"], ledger_all=written[state.part_name("ledger", k)],
             runs=None, files=None, decisions=None, points_outputs=point_outputs,
         ))
+        digests.add(analyst[-1].values())
         for name, value in s.figures.items():
             figures[name] = figures.get(name, 0) + value
         del s, ledger_after, point_outputs
@@ -351,9 +353,9 @@ def compute(scanned, recorded, plan, staging: Path, work: Path, run_date: date, 
     input_record = recorded()  # the run history and the record name the inputs' checksums
     runs_after = steps.runs_after(base.table("runs"), report, plan, base)
     tables = _analyst_tables(work, run_date, analyst, runs_after, files, decisions)
-    tables = outputs.place_analyst_parquet(staging, tables)  # analyst.duckdb: views, once published
+    tables = outputs.place_analyst_parquet(staging, tables, digests)  # analyst.duckdb: views, once published
     nightly.write_record(staging, report, plan, base, input_record, cfg, tables, settlement_files,
-                         extra={"shards": n})
+                         extra={"shards": n}, digests=digests)
     stages.stop()
     outputs.write_run_record(staging / "timings.json", {"stage_seconds": report.stage_seconds})
     return ({"files": files, "decisions": decisions, "runs": runs_after, "shard_map": municipalities},

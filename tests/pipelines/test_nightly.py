@@ -130,6 +130,14 @@ def test_a_new_night_runs_while_its_inputs_are_hashed_and_records_their_checksum
     assert files == expected
     runs = Store(tmp_path / "state").head().table("runs")
     assert runs["fingerprint"].to_list() == [record["fingerprint"]] == [report.fingerprint]
+    if shards:  # the analyst tables' digests, hashed as each shard wrote its parts, are the published files'
+        tables = record["outputs"]["analyst_database"]["tables"]
+        for name, entry in tables.items():
+            parts = sorted((report.run_dir / "analyst" / name).glob("part-*.parquet"))
+            digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in parts]
+            # a table placed in parts (even one): the SHA-256 of its parts' digests in order
+            assert entry["sha256"] == hashlib.sha256("".join(digests).encode()).hexdigest(), name
+        assert len(tables) == len(list((report.run_dir / "analyst").iterdir())) >= 10
     # the same inputs again: a re-run, told apart by the checksums (read before it starts)
     again = nightly.run(inputs, tmp_path / "state", tmp_path / "out", tiny.RUN_DATE, CFG, shards=shards)
     assert again.mode == "rerun"
