@@ -36,14 +36,6 @@ def sink(lf: pl.LazyFrame | Callable[[], pl.LazyFrame], path: Path, dataset: str
     return pl.scan_parquet(path)
 
 
-def sink_all(checkpoints: list[tuple[pl.LazyFrame, Path]], sinks: list[pl.LazyFrame] = ()) -> None:
-    """Materialise the checkpoints (as `sink`) and run the other lazy `sinks`, in one pass: a
-    part of the plan that several of them share is computed once."""
-    for _, path in checkpoints:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    pl.collect_all([*(lf.sink_parquet(path, **CHECKPOINT, lazy=True) for lf, path in checkpoints), *sinks])
-
-
 def collected(lf: Callable[[], pl.LazyFrame], dataset: str, source: Path) -> pl.DataFrame:
     """`lf()` collected: for a frame that one step reads several times and that fits in memory
     (a checkpoint would be written once and decoded at each read). Read errors name `dataset`

@@ -439,34 +439,30 @@ def note_validation(report: RunReport, rows: dict[str, int], summary: pl.DataFra
         report.counts[f"{name}_pending"] = n
 
 
-def entitled(v: Validated, keys: pl.LazyFrame, paid_elsewhere: pl.LazyFrame, cfg: RunConfig, work: Path,
-             also: Callable[[pl.LazyFrame], list[pl.LazyFrame]] | None = None,
-             ) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
+def entitled(v: Validated, keys: pl.LazyFrame, paid_elsewhere: pl.LazyFrame, cfg: RunConfig,
+             work: Path) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
     """Entitle: members (eligibility, counted), households (yen), payees; checkpointed.
 
     `keys`: (my_number, person_key), joined to the valid residents; or, from a sharded night's
     person-key pass, (ROW, person_key) of each valid resident in row order, set beside them
-    (keyed_residents). `also(members)`: more lazy sinks of the members (a sharded night's
-    projections for the checks across households), run in the same pass as the checkpoints."""
+    (keyed_residents)."""
     if "my_number" in keys.collect_schema():
         residents = v.valid_residents.join(keys, on="my_number", how="left", maintain_order="left")
     else:
         residents = keyed_residents(v.valid_residents, keys)
-    members = entitle.eligible_members(
-        residents,
-        entitle.declined_members(v.usable_applications),
-        cfg.benefit,
-    ).pipe(entitle.without_paid_elsewhere, paid_elsewhere)
-    # the members computed once for their checkpoint, the households (and payees, one aggregation
-    # into one checkpoint) and `also`'s sinks, not read back from the checkpoint for each
-    folder = work / "03_entitle"
-    members_path, households_path = folder / "members.parquet", folder / "households.parquet"
-    steps.sink_all([(members, members_path), (entitle.households_with_payees(members, cfg.benefit), households_path)],
-                   also(members) if also else [])
-    both = pl.scan_parquet(households_path)
+    members = steps.sink(
+        entitle.eligible_members(
+            residents,
+            entitle.declined_members(v.usable_applications),
+            cfg.benefit,
+        ).pipe(entitle.without_paid_elsewhere, paid_elsewhere),
+        work / "03_entitle" / "members.parquet",
+    )
+    # households and payees from one pass over the members, into one checkpoint
+    both = steps.sink(entitle.households_with_payees(members, cfg.benefit), work / "03_entitle" / "households.parquet")
     households = both.drop(entitle.PAYEE_COLUMNS)
     payees = entitle.payees_of(both)
-    return pl.scan_parquet(members_path), households, payees
+    return members, households, payees
 
 
 def keyed_residents(residents: pl.LazyFrame, keys: pl.LazyFrame) -> pl.LazyFrame:

@@ -80,21 +80,10 @@ def write_routed(routed: pl.LazyFrame, folder: Path, n: int, key: str = SHARD) -
     appear more than once, in different shards), each shard's rows in row order: one streaming
     pass that reads, partitions and writes at once. An empty file for a shard with no rows; a
     row whose key is not one of the n stops the night (no row is left behind)."""
-    routed_sink(routed, folder, key).collect()
-    return routed_folders(routed, folder, n, key)
-
-
-def routed_sink(routed: pl.LazyFrame, folder: Path, key: str = SHARD) -> pl.LazyFrame:
-    """write_routed's partitioned sink, not run yet: to run in one `pl.collect_all` with other
-    sinks of the same query (each is computed once for all of them), then `routed_folders`."""
     if folder.exists():
         shutil.rmtree(folder)
-    return routed.sink_parquet(pl.PartitionBy(folder, key=key, include_key=False), **steps.CHECKPOINT, mkdir=True,
-                               lazy=True)
-
-
-def routed_folders(routed: pl.LazyFrame, folder: Path, n: int, key: str = SHARD) -> list[Path]:
-    """The n folders a routed_sink wrote, checked as write_routed checks them."""
+    routed.sink_parquet(pl.PartitionBy(folder, key=key, include_key=False),
+                        **steps.CHECKPOINT, mkdir=True)
     folders = [folder / f"{key}={k}" for k in range(n)]
     stray = sorted({p.name for p in folder.iterdir()} - {f.name for f in folders})
     if stray:

@@ -188,27 +188,17 @@ def across_households(work: Path, n: int, cfg: RunConfig) -> tuple[pl.DataFrame,
     return holds, compared
 
 
-def across_members(members: pl.LazyFrame, folder: Path, shard: int) -> list[pl.LazyFrame]:
-    """What the checks across households read of one shard's members, as lazy sinks (run in the
-    members' own pass: nightly.entitled's `also`): narrow projections, and the identity keys
-    one file per birth-date bucket (the fuzzy identity check reads the nation a bucket at a
-    time); a row without a birth date meets no other (identity.ROW_KEYS)."""
+def write_across_inputs(members: pl.LazyFrame, resolved: pl.LazyFrame, folder: Path, shard: int) -> None:
+    """What the checks across households read of one shard: narrow projections."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [
-        members.filter(pl.col("is_eligible")).select("my_number", "household_id", "person_key", "is_eligible")
-        .sink_parquet(folder / f"members.{shard}.parquet", **steps.CHECKPOINT, lazy=True),
-        routing.routed_sink(_identity_keys(members), folder / f"identity.{shard}", key=BUCKET),
-    ]
-
-
-def _identity_keys(members: pl.LazyFrame) -> pl.LazyFrame:
-    return identity.identity_keys(members).filter(pl.col("birth_date").is_not_null()).with_columns(_bucket())
-
-
-def across_accounts(resolved: pl.LazyFrame, folder: Path, shard: int) -> pl.LazyFrame:
-    """What the shared-account check reads of one shard's payees, as a lazy sink."""
-    return resolved.select("household_id", "account_source", *payout.ACCOUNT_KEY, "payee_family_normalized") \
-        .sink_parquet(folder / f"accounts.{shard}.parquet", **steps.CHECKPOINT, lazy=True)
+    members.filter(pl.col("is_eligible")).select("my_number", "household_id", "person_key", "is_eligible") \
+        .sink_parquet(folder / f"members.{shard}.parquet", **steps.CHECKPOINT)
+    resolved.select("household_id", "account_source", *payout.ACCOUNT_KEY, "payee_family_normalized") \
+        .sink_parquet(folder / f"accounts.{shard}.parquet", **steps.CHECKPOINT)
+    # one file per birth-date bucket (the fuzzy identity check reads the nation a bucket at a
+    # time); a row without a birth date meets no other (identity.ROW_KEYS)
+    routing.write_routed(identity.identity_keys(members).filter(pl.col("birth_date").is_not_null())
+                         .with_columns(_bucket()), folder / f"identity.{shard}", BIRTH_BUCKETS, key=BUCKET)
 
 
 def compute(scanned, recorded, plan, staging: Path, work: Path, run_date: date, cfg: RunConfig, report, stages,
@@ -259,15 +249,12 @@ def compute(scanned, recorded, plan, staging: Path, work: Path, run_date: date, 
     stages.start("entitle")
     entitled = []
     for k in range(n):
-        across = work / "across"
-        members, households, payees = nightly.entitled(checked[k], shard_keys[k], paid[k], cfg, work / f"shard-{k}",
-                                                       also=lambda m, k=k: across_members(m, across, k))
-        routing.routed_folders(_identity_keys(members), across / f"identity.{k}", BIRTH_BUCKETS, key=BUCKET)
-        resolved = payout.resolved_accounts(households, payees, checked[k].usable_accounts,
-                                            checked[k].usable_applications)
-        path = work / f"shard-{k}" / "04_payees" / "resolved.parquet"
-        steps.sink_all([(resolved, path)], [across_accounts(resolved, across, k)])
-        entitled.append((members, households, pl.scan_parquet(path)))
+        members, households, payees = nightly.entitled(checked[k], shard_keys[k], paid[k], cfg, work / f"shard-{k}")
+        resolved = steps.sink(payout.resolved_accounts(households, payees, checked[k].usable_accounts,
+                                                       checked[k].usable_applications),
+                              work / f"shard-{k}" / "04_payees" / "resolved.parquet")
+        write_across_inputs(members, resolved, work / "across", k)
+        entitled.append((members, households, resolved))
     del shard_keys, paid
     _drop(work / "keys", work / "paid_persons")
 
