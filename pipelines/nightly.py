@@ -30,7 +30,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine import (checks, diskspace, entitle, ingest, kana, ledger, outputs, payout, reference, schemas,
+from engine import (checks, diskspace, entitle, ingest, kana, ledger, outputs, payout, prefetch, reference, schemas,
                     standing, state, validate)
 from engine.config import RunConfig, config_as_dict
 from engine.errors import ConfigError, DiskFullError, InputError, ReconciliationError, StateError, is_disk_full
@@ -221,6 +221,7 @@ def run(
     created_out_dir = not out_dir.exists()
     checksums: ingest.Checksums | None = None
     digests = outputs.Digests()  # the analyst tables' digests for the record, hashed as they are written
+    ahead = prefetch.ReadAhead()  # a sharded night's next shard read into memory (engine/prefetch.py)
     staging = out_dir / f".{run_date.isoformat()}.partial-{os.getpid()}"
     # the checkpoints (the night's spill): under the staging folder, or where the operator says
     work = (work_dir / f".kyufu-{run_date.isoformat()}-{os.getpid()}") if work_dir else staging / "_checkpoints"
@@ -246,7 +247,7 @@ def run(
             from pipelines import sharded
 
             tables, written = sharded.compute(scanned, recorded, plan, staging, work, run_date, cfg, report,
-                                              stages, n, store, digests)
+                                              stages, n, store, digests, ahead)
         else:
             tables = _compute(scanned, recorded, plan, staging, work, run_date, cfg, report, stages)
         stages.start("publish")
@@ -276,6 +277,7 @@ def run(
         if checksums is not None:
             checksums.stop()
         digests.stop()
+        ahead.stop()
         for folder in (staging, work):
             if folder.exists():
                 shutil.rmtree(folder, ignore_errors=True)

@@ -59,7 +59,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine import checks, identity, ledger, outputs, payout, settlement, sorted_index, state, validate
+from engine import checks, identity, ledger, outputs, payout, prefetch, settlement, sorted_index, state, validate
 from engine.config import RunConfig
 from engine.errors import ReconciliationError
 from pipelines import night_steps as steps
@@ -156,9 +156,14 @@ def _bucket() -> pl.Expr:
     return (pl.col("birth_date").cast(pl.Int64) % BIRTH_BUCKETS).alias(BUCKET)
 
 
-def across_households(work: Path, n: int, cfg: RunConfig) -> tuple[pl.DataFrame, int]:
-    """The checks across households over the whole nation, from each shard's narrow projections."""
+def across_households(work: Path, n: int, cfg: RunConfig, ahead: prefetch.ReadAhead | None = None,
+                      ) -> tuple[pl.DataFrame, int]:
+    """The checks across households over the whole nation, from each shard's narrow projections
+    (read `ahead` in the order the checks read them)."""
     folder = work / "across"
+    if ahead is not None:
+        ahead.read([*(folder / f"{name}.{s}.parquet" for name in ("members", "accounts") for s in range(n)),
+                    *(folder / f"identity.{s}" / f"{BUCKET}={b}" for b in range(BIRTH_BUCKETS) for s in range(n))])
     members = pl.scan_parquet([folder / f"members.{s}.parquet" for s in range(n)])
     resolved = pl.scan_parquet([folder / f"accounts.{s}.parquet" for s in range(n)]).with_columns(
         payout.account_label().alias("__account"))
@@ -201,12 +206,29 @@ def write_across_inputs(members: pl.LazyFrame, resolved: pl.LazyFrame, folder: P
                          .with_columns(_bucket()), folder / f"identity.{shard}", BIRTH_BUCKETS, key=BUCKET)
 
 
+def _routed_inputs(work: Path, k: int) -> list[Path]:
+    """Shard k's validated inputs, as the entitle stage reads them."""
+    return [work / "validated" / name / f"{routing.SHARD}={k}" for name in routing.ROUTED]
+
+
+def _scratch(work: Path, k: int) -> list[Path]:
+    """What the shard loop reads of shard k (and removes once the shard is done), but its
+    analyst parts."""
+    shard_work = work / f"shard-{k}"
+    folders = ("routed/wallets", "routed/transactions", "points_persons",
+               *(f"validated/{name}" for name in routing.ROUTED))
+    return [*(path for path in sorted(shard_work.iterdir()) if path.name != "05_tables"),
+            *(work / folder / f"{routing.SHARD}={k}" for folder in folders)]
+
+
 def compute(scanned, recorded, plan, staging: Path, work: Path, run_date: date, cfg: RunConfig, report, stages,
-            n: int, store: state.Store, digests: outputs.Digests) -> tuple[dict[str, pl.DataFrame], dict[str, Path]]:
+            n: int, store: state.Store, digests: outputs.Digests, ahead: prefetch.ReadAhead,
+            ) -> tuple[dict[str, pl.DataFrame], dict[str, Path]]:
     """The national night (module doc): writes the outputs into `staging` and its checkpoints
     into `work`; returns the state's new global tables and its parts, written into the store's
     pending folder. `recorded()`: the input record (nightly._Recorded); `digests` hashes each
-    shard's analyst parts for the record as they are written."""
+    shard's analyst parts for the record as they are written; `ahead` reads the next shard's
+    files into memory while a shard computes (engine/prefetch.py)."""
     base = plan.base
     work.mkdir(parents=True)
     pending = store.pending()
@@ -235,20 +257,25 @@ def compute(scanned, recorded, plan, staging: Path, work: Path, run_date: date, 
     del inputs
 
     stages.start("persons")
+    has_points = all(name in scanned for name in nightly.MYNAPOINT_INPUTS)
+    if has_points:  # routed by owner once the person keys are known
+        ahead.read([*scanned["wallets"][1].files, *scanned["transactions"][1].files])
     keys, shard_keys, people, everyone = routing.person_keys(
         base.scan("persons"), [v.valid_residents for v in checked], n, work)
     written["persons"] = pending / "persons.parquet"
     keys.write_parquet(written["persons"], **state.PARQUET)
     del keys
     decisions = steps.decisions(base.table("decisions"), scanned, run_date)
-    has_points = all(name in scanned for name in nightly.MYNAPOINT_INPUTS)
     points_inputs = routing.route_points(scanned, everyone, n, work) if has_points else []
     paid = routing.route_paid(base.scan("paid_persons"), everyone, n, work)
     del everyone
 
     stages.start("entitle")
     entitled = []
+    ahead.read(_routed_inputs(work, 0))
     for k in range(n):
+        if k + 1 < n:
+            ahead.read(_routed_inputs(work, k + 1))
         members, households, payees = nightly.entitled(checked[k], shard_keys[k], paid[k], cfg, work / f"shard-{k}")
         resolved = steps.sink(payout.resolved_accounts(households, payees, checked[k].usable_accounts,
                                                        checked[k].usable_applications),
@@ -259,13 +286,16 @@ def compute(scanned, recorded, plan, staging: Path, work: Path, run_date: date, 
     _drop(work / "keys", work / "paid_persons")
 
     stages.start("checks")
-    across, compared = across_households(work, n, cfg)
+    across, compared = across_households(work, n, cfg, ahead)
     report.counts["identity_pairs_compared"] = compared
     _drop(work / "across")
 
     figures: dict[str, int] = {}
     files_after, settlements, analyst, settlement_totals = [], [], [], []
+    ahead.read(_scratch(work, 0))
     for k in range(n):
+        if k + 1 < n:
+            ahead.read(_scratch(work, k + 1))
         members, households, resolved_lf = entitled[k]
         resolved = resolved_lf.collect()
         stages.start("checks")
@@ -318,11 +348,7 @@ def compute(scanned, recorded, plan, staging: Path, work: Path, run_date: date, 
         del s, ledger_after, point_outputs
         entitled[k] = checked[k] = None
         # the shard is done: all that is read of it again is its analyst parts (05_tables)
-        _drop(*(path for path in shard_work.iterdir() if path.name != "05_tables"),
-              *(work / folder / f"{routing.SHARD}={k}" for folder in ("routed/wallets", "routed/transactions",
-                                                                      "points_persons",
-                                                                      *(f"validated/{name}" for name in
-                                                                        routing.ROUTED))))
+        _drop(*_scratch(work, k))
 
     stages.start("outputs")
     _merge_reports(report, reports)
