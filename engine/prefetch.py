@@ -4,7 +4,7 @@ A national night writes about 35 GB of checkpoints on a machine with 24 GB of me
 shard's checkpoints and routed inputs have left the page cache by the time the shard reads them
 back. Polars then reads them column chunk by column chunk, in many smaller reads; on this
 machine's disk, whose time per request grows in busy hours, the night's stages waited on the disk
-for up to 43% of their time (benchmarks/RESULTS.md, "The disk"). Read ahead, one file after
+for up to 43% of their time (benchmarks/RESULTS.md, "Runs 34 to 36"). Read ahead, one file after
 another in 4 MB blocks, while the stage before computes, the same bytes are in memory when Polars
 asks for them.
 
