@@ -134,22 +134,23 @@ def file_checksums(source: Source, readers: int = CHECKSUM_READERS) -> list[dict
 
     The files are read by `readers` threads at once (reads and hashing release the GIL): from a
     cold page cache one reader waits on the disk most of the time (benchmarks/RESULTS.md,
-    "Checksums read in parallel")."""
-    if readers <= 1 or len(source.files) < 2:
-        return [_checksum(path) for path in source.files]
-    with ThreadPoolExecutor(min(readers, len(source.files))) as pool:
-        return list(pool.map(_checksum, source.files))
+    "Checksums read in parallel"). One input's part of Checksums, waited for."""
+    checksums = Checksums({source.dataset: source}, readers)
+    try:
+        return checksums.record()[source.dataset]["files"]
+    finally:
+        checksums.stop()
 
 
 class Checksums:
-    """The checksums of every file of the night's inputs (file_checksums), read in the
+    """SHA-256 and size of every file of the night's inputs, read by `readers` threads in the
     background while the night runs: `record()` waits for them.
 
     A night needs them before it starts only to tell a re-run from a night with other inputs
     (pipelines/nightly.py); a new night needs them only for its record, so its first stages run
     while the inputs are read and hashed, instead of after (at 125M the read took 32–114 s of
     otherwise idle cores, benchmarks/RESULTS.md). `stop()` ends the reads early (a night that
-    fails); a read error is raised by `record()`, as file_checksums raises it."""
+    fails); a read error is raised by `record()`."""
 
     def __init__(self, sources: dict[str, Source], readers: int = CHECKSUM_READERS) -> None:
         self._sources = sources
@@ -176,11 +177,11 @@ class _Stopped(Exception):
     """A checksum read ended by Checksums.stop()."""
 
 
-def _checksum(path: Path, stopped: threading.Event | None = None) -> dict:
+def _checksum(path: Path, stopped: threading.Event) -> dict:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
-            if stopped is not None and stopped.is_set():
+            if stopped.is_set():
                 raise _Stopped(str(path))
             digest.update(block)
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
