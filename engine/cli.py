@@ -48,15 +48,19 @@ def generate(
     residents: Annotated[int, typer.Option(help="number of residents", min=1)] = 100_000,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same files")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="folder to write the input datasets to")] = Path("data/generated"),
+    workers: Annotated[int | None, typer.Option(
+        help="processes generating chunks side by side (the files are the same for any number); "
+             "default: one per usable core", min=1)] = None,
 ) -> None:
     """Write a synthetic, Japan-shaped set of every input dataset, with planted faults and their
     ground truth in OUT/truth/."""
     from pipelines import generate as generator
 
+    workers = workers or generator.usable_cores()
     started = time.perf_counter()
     with console.status(f"generating {residents:,} residents (seed {seed}) into {out_dir} ..."):
         try:
-            report = generator.generate(residents=residents, seed=seed, out=out_dir)
+            report = generator.generate(residents=residents, seed=seed, out=out_dir, workers=workers)
         except EngineError as exc:
             _fail(exc)
     seconds = time.perf_counter() - started

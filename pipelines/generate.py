@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import os
 import resource
 import time
 from collections import Counter
@@ -54,6 +55,11 @@ class ChunkDatasets:
     transactions: pl.DataFrame
     truth: pl.DataFrame
     identities: pl.DataFrame  # identity_key, person_key, my_number, household_id: to find namesakes across chunks
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def chunk_residents(residents: int, chunk_households: int) -> list[int]:

@@ -377,6 +377,32 @@ def test_same_seed_gives_identical_files_whatever_breaks_sort_ties(tmp_path: Pat
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
 
 
+def test_chunks_generated_in_worker_processes_give_the_same_files(tmp_path: Path) -> None:
+    one = generate(20_000, seed=3, out=tmp_path / "a", chunk_households=2_000, workers=1)
+    two = generate(20_000, seed=3, out=tmp_path / "b", chunk_households=2_000, workers=2)
+    assert one.chunks == two.chunks > 2
+    assert one.rows == two.rows
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
+
+
+def test_kyufu_generate_uses_every_usable_core_unless_told(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+    from pipelines import generate as generator
+
+    asked = []
+    monkeypatch.setattr(generator, "generate", lambda **kw: asked.append(kw["workers"]) or GenerateReport(
+        rows={}, faults={}, chunks=1, seconds=0.0, cpu_seconds=0.0))
+    monkeypatch.setattr(generator, "usable_cores", lambda: 5)
+    runner = CliRunner()
+    assert runner.invoke(app, ["generate", "--residents", "10", "--out", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(app, ["generate", "--residents", "10", "--out", str(tmp_path), "--workers", "1"]).exit_code == 0
+    bad = runner.invoke(app, ["generate", "--residents", "10", "--out", str(tmp_path), "--workers", "0"])
+    assert asked == [5, 1]
+    assert bad.exit_code != 0
+
+
 def test_rerun_into_the_same_folder_replaces_the_parts(tmp_path: Path) -> None:
     generate(5_000, seed=1, out=tmp_path, chunk_households=1_000)
     report = generate(5_000, seed=1, out=tmp_path, chunk_households=2_000)
