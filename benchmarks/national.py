@@ -10,8 +10,9 @@
    script's `--night-child` mode, which is `python -m engine.cli run` without the progress display,
    plus a line per stage start in a log, so that the memory sampler can name the stage of each
    peak. Per stage: wall seconds (timings.json), rows per second, peak RSS while the stage ran
-   (sampled every 0.2 s, summed over the process tree); per night: wall seconds and peak RSS
-   (the kernel's maxrss of the child, os.wait4). A night over `--max-minutes` or `--max-rss-gb`
+   (sampled every 0.2 s, summed over the process tree), CPU seconds of the process tree and the
+   machine's share of CPU time waiting on the disk (sampled with the RSS); per night: wall
+   seconds, CPU seconds and peak RSS (the kernel's maxrss of the child, os.wait4). A night over `--max-minutes` or `--max-rss-gb`
    is stopped and recorded with the stage it reached.
 3. The DuckDB baseline (benchmarks/baseline_sql.py) once, in a subprocess, on the same inputs:
    its steps' seconds, peak RSS, and the ratio engine / baseline.
@@ -56,15 +57,18 @@ STAGE_ROWS = {
     "outputs": ("persons", "households"),
 }
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 # ---- child processes and their memory ----------------------------------------------------------------
 
 
-def _tree_rss(root: int) -> int:
-    """Resident bytes of `root` and all its descendants (from /proc)."""
+def _tree(root: int) -> tuple[int, float]:
+    """Resident bytes and CPU seconds (user + system, the exited and waited-for children's
+    included) of `root` and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
+    cpu: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -76,18 +80,31 @@ def _tree_rss(root: int) -> int:
         pid, ppid = int(entry), int(fields[1])
         children.setdefault(ppid, []).append(pid)
         rss[pid] = int(fields[21]) * PAGE
-    total, todo = 0, [root]
+        cpu[pid] = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    total, ticks, todo = 0, 0, [root]
     while todo:
         pid = todo.pop()
         total += rss.get(pid, 0)
+        ticks += cpu.get(pid, 0)
         todo.extend(children.get(pid, []))
-    return total
+    return total, ticks / TICK
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(iowait, all) jiffies of every CPU since boot (/proc/stat): vmstat's `wa` is their ratio
+    over an interval."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return fields[4], sum(fields[:8])  # user nice system idle iowait irq softirq steal
 
 
 def run_measured(cmd: list[str], *, stage_log: Path | None = None, max_seconds: float = 1e9,
                  max_rss: float = 1e18, stdout: Path | None = None, disk: Path | None = None) -> dict:
     """Run `cmd`, sampling its process tree's RSS; return wall seconds, maxrss of the child (wait4),
-    the sampled tree peak, the peak per stage (when the child logs stages) and how it ended. With
+    its CPU seconds (user + system, wait4), the sampled tree peak, the peak per stage (when the
+    child logs stages) and how it ended. Per stage also the tree's CPU seconds and the share of
+    the machine's CPU time spent waiting on the disk (vmstat's `wa`): a stage that keeps the
+    cores busy needs less work to go faster, one that waits needs its reads earlier. With
     `disk`, also the peak growth of the used space on that folder's filesystem over the run (sampled
     with the RSS: the night's checkpoints, outputs and state, and anything else writing there)."""
     out = open(stdout, "wb") if stdout else subprocess.DEVNULL
@@ -95,17 +112,27 @@ def run_measured(cmd: list[str], *, stage_log: Path | None = None, max_seconds: 
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.PIPE, start_new_session=True)
     peak, disk_peak, per_stage, stopped = 0, 0, {}, None
+    stage_cpu: dict[str, float] = {}
+    stage_wait: dict[str, list[int]] = {}  # stage → [iowait, all] jiffies of the machine
+    cpu_before, ticks_before = 0.0, _machine_ticks()
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        rss = _tree_rss(proc.pid)
+        rss, cpu = _tree(proc.pid)
+        ticks = _machine_ticks()
         peak = max(peak, rss)
         if disk:
             disk_peak = max(disk_peak, shutil.disk_usage(disk).used - disk_start)
         stage = _current_stage(stage_log)
         if stage:
             per_stage[stage] = max(per_stage.get(stage, 0), rss)
+            # what happened since the last sample goes to the stage running now
+            stage_cpu[stage] = stage_cpu.get(stage, 0.0) + max(0.0, cpu - cpu_before)
+            wait = stage_wait.setdefault(stage, [0, 0])
+            wait[0] += ticks[0] - ticks_before[0]
+            wait[1] += ticks[1] - ticks_before[1]
+        cpu_before, ticks_before = max(cpu_before, cpu), ticks
         elapsed = time.perf_counter() - started
         if stopped is None and (elapsed > max_seconds or rss > max_rss):
             stopped = {"reason": "time" if elapsed > max_seconds else "memory", "stage": stage,
@@ -114,11 +141,16 @@ def run_measured(cmd: list[str], *, stage_log: Path | None = None, max_seconds: 
         time.sleep(0.2)
     seconds = time.perf_counter() - started
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
     if stdout:
         out.close()
-    code = os.waitstatus_to_exitcode(status)
+    code = proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: Popen must not wait again
     return {"seconds": round(seconds, 2), "maxrss_bytes": usage.ru_maxrss * 1024, "tree_peak_bytes": peak,
-            "stage_peak_bytes": per_stage, "disk_peak_bytes": disk_peak if disk else None, "exit_code": code,
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+            "stage_peak_bytes": per_stage, "stage_cpu_seconds": {k: round(v, 2) for k, v in stage_cpu.items()},
+            "stage_disk_wait": {k: round(w / t, 4) for k, (w, t) in stage_wait.items() if t},
+            "disk_peak_bytes": disk_peak if disk else None, "exit_code": code,
             "stopped": stopped,
             "stderr_tail": stderr[-2000:] if code else ""}
 
@@ -250,6 +282,20 @@ def _rate(rows: float, seconds: float) -> str:
     return "–" if not rows or not seconds else f"{rows / seconds:,.0f}"
 
 
+def _stage_cpu(done: list[dict], stage: str) -> tuple[str, str, str]:
+    """A stage's median CPU seconds, cores busy (CPU seconds / wall seconds) and disk wait, as
+    table cells ("–" for nights measured before these were sampled)."""
+    pairs = [(r["stage_cpu_seconds"][stage], r["stage_seconds"][stage]) for r in done
+             if stage in r.get("stage_cpu_seconds", {}) and r["stage_seconds"].get(stage)]
+    waits = [r["stage_disk_wait"][stage] for r in done if stage in r.get("stage_disk_wait", {})]
+    if not pairs:
+        return "–", "–", "–"
+    cpu = statistics.median(c for c, _ in pairs)
+    busy = statistics.median(c / s for c, s in pairs)
+    wait = f"{statistics.median(waits):.0%}" if waits else "–"
+    return f"{cpu:.1f}", f"{busy:.2f}", wait
+
+
 def size_section(n: int, seed: int, gen: dict | None, nights: list[dict], base: dict) -> str:
     done = [r for r in nights if r["exit_code"] == 0]
     lines = [f"<!-- size:{n} -->", f"## {n:,} residents (seed {seed})", ""]
@@ -275,8 +321,8 @@ def size_section(n: int, seed: int, gen: dict | None, nights: list[dict], base: 
             lines.append("")
     if done:
         counts = done[0]["counts"]
-        lines += ["| stage | seconds (median) | runs | rows | rows / s | peak RSS GB |",
-                  "|---|---:|---|---:|---:|---:|"]
+        lines += ["| stage | seconds (median) | runs | rows | rows / s | peak RSS GB | CPU s | cores busy "
+                  "| disk wait |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
         for stage in STAGES:
             secs = [r["stage_seconds"].get(stage) for r in done if stage in r["stage_seconds"]]
             if not secs:
@@ -284,8 +330,9 @@ def size_section(n: int, seed: int, gen: dict | None, nights: list[dict], base: 
             med = statistics.median(secs)
             rows = sum(counts.get(k, 0) for k in STAGE_ROWS.get(stage, ()))
             peak = statistics.median([r["stage_peak_bytes"].get(stage, 0) for r in done])
+            cpu, busy, wait = _stage_cpu(done, stage)
             lines.append(f"| {stage} | {med:.2f} | {' / '.join(f'{s:.2f}' for s in secs)} | "
-                         f"{rows:,} | {_rate(rows, med)} | {_gb(peak)} |")
+                         f"{rows:,} | {_rate(rows, med)} | {_gb(peak)} | {cpu} | {busy} | {wait} |")
         night = statistics.median([r["seconds"] for r in done])
         stage_sum = statistics.median([sum(r["stage_seconds"].values()) for r in done])
         peak = statistics.median([r["tree_peak_bytes"] for r in done])
@@ -293,6 +340,13 @@ def size_section(n: int, seed: int, gen: dict | None, nights: list[dict], base: 
         lines.append(f"| **night** (process wall, incl. start-up and imports) | **{night:.2f}** | "
                      f"{' / '.join(format(r['seconds'], '.2f') for r in done)} | {counts.get('residents_rows', 0):,} | "
                      f"{_rate(counts.get('residents_rows', 0), night)} | **{_gb(peak)}** |")
+        cpu = [r["cpu_seconds"] for r in done if r.get("cpu_seconds")]
+        if cpu:
+            lines += ["", f"CPU of the night (user + system, the kernel's count for the process, wait4): "
+                      f"{' / '.join(f'{c:.0f}' for c in cpu)} s, {statistics.median(cpu) / night:.2f} of the "
+                      f"{os.cpu_count()} cores busy over the night's wall time. Per stage, the CPU seconds of the "
+                      "process tree and the share of the machine's CPU time spent waiting on disk reads and "
+                      "writes (`wa` of vmstat) are sampled every 0.2 s and summed while the stage runs."]
         lines += ["", f"Sum of the stages {stage_sum:.2f} s. Peak RSS of the night: {_gb(peak)} GB sampled "
                   f"(process tree), {_gb(maxrss)} GB maxrss (kernel, wait4). Rows: residents "
                   f"{counts.get('residents_rows', 0):,}, accounts {counts.get('accounts_rows', 0):,}, "
