@@ -321,6 +321,39 @@ WINKLER_MAX_PREFIX = 4
 ROW_BITS = 32  # a hashed row keeps its row number in the low bits, the block hash in the high bits
 ROW_MASK = (1 << ROW_BITS) - 1
 SHARED_PERSON_KEY, SCORABLE, FAMILY_IS_SET = 1, 2, 4  # a row's flags
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _same_points(a, la, b, lb):
+    """True when the code points a[:la] and b[:lb] are the same (decoded from valid UTF-8: the
+    same strings)."""
+    if la != lb:
+        return False
+    for k in range(la):
+        if a[k] != b[k]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _similar_at_least(a, la, b, lb, matched_a, matched_b, threshold, exact):
+    """Jaro-Winkler of the code points a[:la] and b[:lb] (`_jaro_winkler`), or NaN, not
+    computed, when it cannot reach `threshold` (and not `exact`). Equal strings score 1.0 at
+    once. The bound: with every character of the shorter string matched, in order, Jaro is
+    (2 + short / long) / 3, and the Winkler bonus adds at most a prefix of min(4, short); a
+    pair of names whose lengths differ that much can never match (ヒロシ and タカユキ)."""
+    if la == lb:
+        if _same_points(a, la, b, lb):
+            return 1.0
+    elif not exact and la > 0 and lb > 0:
+        short = min(la, lb)
+        jaro = (2.0 + short / max(la, lb)) / 3.0
+        best = jaro + min(WINKLER_MAX_PREFIX, short) * WINKLER_PREFIX_SCALE * (1.0 - jaro)
+        if best < threshold - 1e-9:  # a margin for rounding: never skip a pair that could reach it
+            return np.nan
+    return _jaro_winkler(a, la, b, lb, matched_a, matched_b, WINKLER_PREFIX_SCALE, WINKLER_MAX_PREFIX)
+
+
 # blocks are walked in this many strided chunks, each with its own scratch (allocated once per
 # chunk, not per block); far more chunks than threads, so threads share the work evenly
 BLOCK_CHUNKS = 64
@@ -482,7 +515,8 @@ def _chunk_pairs(chunk, starts, stops, hashed_rows, birth_date, key_codes, perso
     with a shared key (one My Number registered twice) is emitted whether it matches or not, so
     the caller can count it once per person-key pair. Other pairs are emitted only when they
     match. A block's rows are gathered into scratch first and their given names decoded once:
-    the k² / 2 pairs of a block of k rows then read nearby memory only.
+    the k² / 2 pairs of a block of k rows then read nearby memory only; a given name that cannot
+    reach the threshold is not scored (`_similar_at_least`).
     """
     blocks = starts.shape[0]
     widest = 0
@@ -541,10 +575,12 @@ def _chunk_pairs(chunk, starts, stops, hashed_rows, birth_date, key_codes, perso
                 whole = np.nan
                 matched = False
                 if (row_flags[x] & row_flags[y] & SCORABLE) != 0:
-                    # the given name first: it fails most often, and then nothing else is scored
-                    given = _jaro_winkler(given_points[a], given_lengths[a], given_points[b],
-                                          given_lengths[b], matched_a, matched_b,
-                                          WINKLER_PREFIX_SCALE, WINKLER_MAX_PREFIX)
+                    # the given name first: it fails most often, and then nothing else is scored.
+                    # A pair that is only counted skips the halves that cannot reach the
+                    # threshold (NaN); one that is emitted either way (shared) is scored exactly
+                    given = _similar_at_least(given_points[a], given_lengths[a], given_points[b],
+                                              given_lengths[b], matched_a, matched_b,
+                                              part_min_similarity, shared)
                     if given >= part_min_similarity:
                         family = _scored(family_offsets, family_data, rows[a], rows[b],
                                          code_points_a, code_points_b, matched_a, matched_b)

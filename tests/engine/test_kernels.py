@@ -370,6 +370,43 @@ def test_jaro_winkler_parameters_match_reference(prefix_scale: float, max_prefix
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_name_half_is_skipped_only_when_it_cannot_reach_the_threshold(seed: int) -> None:
+    """`_similar_at_least` (the fuzzy identity kernel's bound): NaN only for a pair whose
+    Jaro-Winkler is below the threshold, the exact score otherwise; always the exact score for a
+    pair scored `exact`. Lengths differ often among these pairs, so the bound has work to do."""
+    left, right = random_kana_pairs(seed, 2_000)
+    skipped = 0
+    for a, b in zip(left, right, strict=True):
+        points_a = np.array([ord(c) for c in a] or [0], dtype=np.int64)
+        points_b = np.array([ord(c) for c in b] or [0], dtype=np.int64)
+        flags_a, flags_b = np.zeros(len(points_a), dtype=np.bool_), np.zeros(len(points_b), dtype=np.bool_)
+        expected = jaro_winkler_reference(a, b)
+        for threshold in (0.0, 0.8, 0.9, 0.95, 0.98, 1.0):
+            got = kernels._similar_at_least(points_a, len(a), points_b, len(b), flags_a, flags_b, threshold, False)
+            if np.isnan(got):
+                skipped += 1
+                assert expected < threshold, (a, b, threshold)
+            else:
+                assert got == pytest.approx(expected, abs=1e-12), (a, b, threshold)
+            exact = kernels._similar_at_least(points_a, len(a), points_b, len(b), flags_a, flags_b, threshold, True)
+            assert exact == pytest.approx(expected, abs=1e-12)
+    assert skipped > 1_000
+
+
+def test_the_bound_is_tight_where_a_prefix_carries_a_name_over() -> None:
+    # ｱｲｳｴ against ｱｲｳｴｵ: the shorter inside the longer, Jaro 0.9333, the prefix of 4 brings it
+    # to 0.96: never skipped at 0.95; ｱｲｳ against ｱｲｳｴ reaches only 0.9417 (a prefix of 3)
+    for a, b, best in (("ｱｲｳｴ", "ｱｲｳｴｵ", 0.96), ("ｱｲｳ", "ｱｲｳｴ", 0.941_666_666_666_666_7)):
+        points_a, points_b = (np.array([ord(c) for c in x], dtype=np.int64) for x in (a, b))
+        flags_a, flags_b = np.zeros(len(a), dtype=np.bool_), np.zeros(len(b), dtype=np.bool_)
+        assert jaro_winkler_reference(a, b) == pytest.approx(best)
+        at = kernels._similar_at_least(points_a, len(a), points_b, len(b), flags_a, flags_b, best, False)
+        assert at == pytest.approx(best)
+        above = kernels._similar_at_least(points_a, len(a), points_b, len(b), flags_a, flags_b, best + 1e-6, False)
+        assert np.isnan(above)
+
+
 def test_jaro_winkler_decodes_every_utf8_length() -> None:
     # 1-, 2-, 3- and 4-byte code points: compared by code point, not byte
     left = ["aé漢😀b", "😀😀", "é", "ｶﾞ"]
