@@ -337,10 +337,11 @@ def size_section(n: int, seed: int, gen: dict | None, nights: list[dict], base: 
         stage_sum = statistics.median([sum(r["stage_seconds"].values()) for r in done])
         peak = statistics.median([r["tree_peak_bytes"] for r in done])
         maxrss = statistics.median([r["maxrss_bytes"] for r in done])
+        cpu = [r["cpu_seconds"] for r in done if r.get("cpu_seconds")]
+        cpu_cells = f"{statistics.median(cpu):.1f} | {statistics.median(cpu) / night:.2f} | –" if cpu else "– | – | –"
         lines.append(f"| **night** (process wall, incl. start-up and imports) | **{night:.2f}** | "
                      f"{' / '.join(format(r['seconds'], '.2f') for r in done)} | {counts.get('residents_rows', 0):,} | "
-                     f"{_rate(counts.get('residents_rows', 0), night)} | **{_gb(peak)}** |")
-        cpu = [r["cpu_seconds"] for r in done if r.get("cpu_seconds")]
+                     f"{_rate(counts.get('residents_rows', 0), night)} | **{_gb(peak)}** | {cpu_cells} |")
         if cpu:
             lines += ["", f"CPU of the night (user + system, the kernel's count for the process, wait4): "
                       f"{' / '.join(f'{c:.0f}' for c in cpu)} s, {statistics.median(cpu) / night:.2f} of the "

@@ -66,10 +66,13 @@ def test_the_results_table_has_each_stages_cpu_cores_busy_and_disk_wait() -> Non
     assert rows["entitle"][-3:] == ["195.0", "1.78", "3% |"]
     assert rows["checks"][-3:] == ["10.0", "1.00", "30% |"]
     assert "210 / 230 s, 1.76 of the" in section  # the median 220 CPU s over the median 125 s wall
+    night = next(line for line in section.splitlines() if line.startswith("| **night**"))
+    assert night.endswith("| 220.0 | 1.76 | – |")
 
 
 def test_nights_measured_before_the_cpu_was_sampled_still_make_a_table() -> None:
     section = national.size_section(1_000, 0, None, [_night({"entitle": 100.0})], {})
     entitle = next(line for line in section.splitlines() if line.startswith("| entitle"))
     assert entitle.endswith("| – | – | – |")
+    assert next(line for line in section.splitlines() if line.startswith("| **night**")).endswith("| – | – | – |")
     assert "CPU of the night" not in section
