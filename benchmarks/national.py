@@ -12,8 +12,8 @@
    peak. Per stage: wall seconds (timings.json), rows per second, peak RSS while the stage ran
    (sampled every 0.2 s, summed over the process tree), CPU seconds of the process tree and the
    machine's share of CPU time waiting on the disk (sampled with the RSS); per night: wall
-   seconds, CPU seconds and peak RSS (the kernel's maxrss of the child, os.wait4). A night over `--max-minutes` or `--max-rss-gb`
-   is stopped and recorded with the stage it reached.
+   seconds, CPU seconds and peak RSS (the kernel's maxrss of the child, os.wait4). A night over
+   `--max-minutes` or `--max-rss-gb` is stopped and recorded with the stage it reached.
 3. The DuckDB baseline (benchmarks/baseline_sql.py) once, in a subprocess, on the same inputs:
    its steps' seconds, peak RSS, and the ratio engine / baseline.
 4. benchmarks/RESULTS.md: the machine, then one section per size (replaced when the size is run
