@@ -129,22 +129,11 @@ def scan(contract: Contract, inputs_dir: Path) -> tuple[pl.LazyFrame, Source] | 
     return lf, source
 
 
-def file_checksums(source: Source, readers: int = CHECKSUM_READERS) -> list[dict]:
-    """SHA-256 and size of every file of an input, for the run record, in file order.
-
-    The files are read by `readers` threads at once (reads and hashing release the GIL): from a
-    cold page cache one reader waits on the disk most of the time (benchmarks/RESULTS.md,
-    "Checksums read in parallel"). One input's part of Checksums, waited for."""
-    checksums = Checksums({source.dataset: source}, readers)
-    try:
-        return checksums.record()[source.dataset]["files"]
-    finally:
-        checksums.stop()
-
-
 class Checksums:
-    """SHA-256 and size of every file of the night's inputs, read by `readers` threads in the
-    background while the night runs: `record()` waits for them.
+    """SHA-256 and size of every file of the night's inputs, in file order, read by `readers`
+    threads in the background while the night runs (reads and hashing release the GIL: from a
+    cold page cache one reader waits on the disk most of the time, benchmarks/RESULTS.md,
+    "Checksums read in parallel"): `record()` waits for them.
 
     A night needs them before it starts only to tell a re-run from a night with other inputs
     (pipelines/nightly.py); a new night needs them only for its record, so its first stages run

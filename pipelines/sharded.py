@@ -156,14 +156,12 @@ def _bucket() -> pl.Expr:
     return (pl.col("birth_date").cast(pl.Int64) % BIRTH_BUCKETS).alias(BUCKET)
 
 
-def across_households(work: Path, n: int, cfg: RunConfig, ahead: prefetch.ReadAhead | None = None,
-                      ) -> tuple[pl.DataFrame, int]:
+def across_households(work: Path, n: int, cfg: RunConfig, ahead: prefetch.ReadAhead) -> tuple[pl.DataFrame, int]:
     """The checks across households over the whole nation, from each shard's narrow projections
     (read `ahead` in the order the checks read them)."""
     folder = work / "across"
-    if ahead is not None:
-        ahead.read([*(folder / f"{name}.{s}.parquet" for name in ("members", "accounts") for s in range(n)),
-                    *(folder / f"identity.{s}" / f"{BUCKET}={b}" for b in range(BIRTH_BUCKETS) for s in range(n))])
+    ahead.read([*(folder / f"{name}.{s}.parquet" for name in ("members", "accounts") for s in range(n)),
+                *(folder / f"identity.{s}" / f"{BUCKET}={b}" for b in range(BIRTH_BUCKETS) for s in range(n))])
     members = pl.scan_parquet([folder / f"members.{s}.parquet" for s in range(n)])
     resolved = pl.scan_parquet([folder / f"accounts.{s}.parquet" for s in range(n)]).with_columns(
         payout.account_label().alias("__account"))

@@ -26,10 +26,25 @@ def test_checksums_read_in_parallel_are_each_files_own_in_file_order(tmp_path: P
     source = ingest.Source("transactions", folder, tuple(files))
     expected = [{"path": str(p), "bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
                 for p in files]
-    assert ingest.file_checksums(source, readers=4) == expected
-    assert ingest.file_checksums(source, readers=1) == expected
+    assert _checksums(source, readers=4) == expected
+    assert _checksums(source, readers=1) == expected
     single = ingest.Source("services", files[1], (files[1],))
-    assert ingest.file_checksums(single) == expected[1:2]
+    assert _checksums(single) == expected[1:2]
+
+
+def _checksums(source: ingest.Source, readers: int = ingest.CHECKSUM_READERS) -> list[dict]:
+    """One input's checksums, waited for."""
+    checksums = ingest.Checksums({source.dataset: source}, readers)
+    try:
+        return checksums.record()[source.dataset]["files"]
+    finally:
+        checksums.stop()
+
+
+def _hashed(source: ingest.Source) -> list[dict]:
+    """The checksums computed here, file by file, in one thread."""
+    return [{"path": str(p), "bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+            for p in source.files]
 
 
 def _files(folder: Path, sizes: list[int]) -> tuple[Path, ...]:
@@ -39,7 +54,7 @@ def _files(folder: Path, sizes: list[int]) -> tuple[Path, ...]:
     return tuple(sorted(folder.iterdir()))
 
 
-def test_checksums_read_in_the_background_are_those_of_file_checksums(tmp_path: Path) -> None:
+def test_checksums_read_in_the_background_are_each_inputs_own(tmp_path: Path) -> None:
     sources = {
         "transactions": ingest.Source("transactions", tmp_path / "transactions",
                                       _files(tmp_path / "transactions", [9 << 20, 1, 0, 4096])),
@@ -51,7 +66,7 @@ def test_checksums_read_in_the_background_are_those_of_file_checksums(tmp_path: 
     checksums.stop()
     assert list(record) == ["transactions", "services"]
     for name, source in sources.items():
-        assert record[name] == {"path": str(source.path), "files": ingest.file_checksums(source, readers=1)}
+        assert record[name] == {"path": str(source.path), "files": _hashed(source)}
 
 
 def test_stopped_checksums_end_their_reads_and_raise_no_error(tmp_path: Path, monkeypatch) -> None:
