@@ -452,14 +452,16 @@ def entitled(v: Validated, keys: pl.LazyFrame, paid_elsewhere: pl.LazyFrame, cfg
         residents = v.valid_residents.join(keys, on="my_number", how="left", maintain_order="left")
     else:
         residents = keyed_residents(v.valid_residents, keys)
-    members = steps.sink(
-        entitle.eligible_members(
-            residents,
-            entitle.declined_members(v.usable_applications),
-            cfg.benefit,
-        ).pipe(entitle.without_paid_elsewhere, paid_elsewhere),
-        work / "03_entitle" / "members.parquet",
-    )
+    annotated = entitle.eligible_members(
+        residents,
+        entitle.declined_members(v.usable_applications),
+        cfg.benefit,
+    ).pipe(entitle.without_paid_elsewhere, paid_elsewhere)
+    # the checkpoint holds what entitle adds, row by row in the valid residents' order, set
+    # beside them when read: the residents' own columns (the names, the widest) are not encoded
+    # again, a third of the stage's CPU on a 3.3M-resident shard (benchmarks/RESULTS.md)
+    added = steps.sink(annotated.select(entitle.ADDED_COLUMNS), work / "03_entitle" / "members.parquet")
+    members = pl.concat([v.valid_residents, added], how="horizontal").select(annotated.collect_schema().names())
     # households and payees from one pass over the members, into one checkpoint
     both = steps.sink(entitle.households_with_payees(members, cfg.benefit), work / "03_entitle" / "households.parquet")
     households = both.drop(entitle.PAYEE_COLUMNS)

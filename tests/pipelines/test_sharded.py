@@ -238,3 +238,26 @@ def test_person_keys_set_beside_the_residents_equal_the_join_and_are_checked() -
                   {ROW: [4, 7, 9], "person_key": [1, 2, 1]}):  # a row short
         with pytest.raises(ReconciliationError, match="person keys do not line up with the valid residents"):
             nightly.keyed_residents(residents, pl.LazyFrame(wrong))
+
+
+def test_the_members_checkpoint_holds_what_entitle_adds_and_reads_back_as_the_members(inputs: Path,
+                                                                                   tmp_path: Path) -> None:
+    from engine import entitle
+
+    v = nightly.validated(nightly.plan_inputs(inputs), tmp_path / "work", NIGHTS[-1])
+    keys = v.valid_residents.select("my_number").unique().sort("my_number").with_row_index("person_key", 1) \
+        .with_columns(pl.col("person_key").cast(pl.Int64))
+    residents = v.valid_residents.join(keys, on="my_number", how="left", maintain_order="left")
+    # persons paid (the state holds one row each) with another household (every 7th) or with
+    # their own (every 11th)
+    paid = residents.select("person_key", pl.when(pl.col("person_key") % 7 == 0).then(-pl.col("household_id"))
+                            .otherwise(pl.col("household_id")).alias("household_id")) \
+        .filter((pl.col("person_key") % 7 == 0) | (pl.col("person_key") % 11 == 0)).unique("person_key", keep="first", maintain_order=True)
+    members, _, _ = nightly.entitled(v, keys, paid, CFG, tmp_path / "work")
+    expected = (entitle.eligible_members(residents, entitle.declined_members(v.usable_applications), CFG.benefit)
+                .pipe(entitle.without_paid_elsewhere, paid).collect())
+    got = members.collect()
+    assert got.equals(expected)
+    assert got["is_declined"].any() and (got["not_eligible_reason"] == "paid_in_another_household").any()
+    checkpoint = pl.read_parquet_schema(tmp_path / "work" / "03_entitle" / "members.parquet")
+    assert tuple(checkpoint) == entitle.ADDED_COLUMNS  # the residents' own columns are not written again
