@@ -250,9 +250,12 @@ def test_the_members_checkpoint_holds_what_entitle_adds_and_reads_back_as_the_me
     residents = v.valid_residents.join(keys, on="my_number", how="left", maintain_order="left")
     # persons paid (the state holds one row each) with another household (every 7th) or with
     # their own (every 11th)
-    paid = residents.select("person_key", pl.when(pl.col("person_key") % 7 == 0).then(-pl.col("household_id"))
-                            .otherwise(pl.col("household_id")).alias("household_id")) \
-        .filter((pl.col("person_key") % 7 == 0) | (pl.col("person_key") % 11 == 0)).unique("person_key", keep="first", maintain_order=True)
+    paid = (
+        residents.select("person_key", pl.when(pl.col("person_key") % 7 == 0).then(-pl.col("household_id"))
+                         .otherwise(pl.col("household_id")).alias("household_id"))
+        .filter((pl.col("person_key") % 7 == 0) | (pl.col("person_key") % 11 == 0))
+        .unique("person_key", keep="first", maintain_order=True)
+    )
     members, _, _ = nightly.entitled(v, keys, paid, CFG, tmp_path / "work")
     expected = (entitle.eligible_members(residents, entitle.declined_members(v.usable_applications), CFG.benefit)
                 .pipe(entitle.without_paid_elsewhere, paid).collect())
