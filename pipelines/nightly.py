@@ -459,7 +459,7 @@ def entitled(v: Validated, keys: pl.LazyFrame, paid_elsewhere: pl.LazyFrame, cfg
     ).pipe(entitle.without_paid_elsewhere, paid_elsewhere)
     # the checkpoint holds what entitle adds, row by row in the valid residents' order, set
     # beside them when read: the residents' own columns (the names, the widest) are not encoded
-    # again, a third of the stage's CPU on a 3.3M-resident shard (benchmarks/RESULTS.md)
+    # again (the sink: 1.0-1.2 CPU-s against 3.0-3.9 on a 3.3M-resident shard, benchmarks/RESULTS.md)
     added = steps.sink(annotated.select(entitle.ADDED_COLUMNS), work / "03_entitle" / "members.parquet")
     members = pl.concat([v.valid_residents, added], how="horizontal").select(annotated.collect_schema().names())
     # households and payees from one pass over the members, into one checkpoint
