@@ -40,10 +40,6 @@ def declined_members(applications: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-# the columns eligible_members and without_paid_elsewhere add to the residents
-ADDED_COLUMNS = ("person_key", "is_declined", "not_eligible_reason", "is_eligible", "is_living", "is_counted")
-
-
 def eligible_members(members: pl.LazyFrame, declined: pl.LazyFrame, cfg: BenefitConfig) -> pl.LazyFrame:
     """Members annotated with `not_eligible_reason`, `is_declined`, `is_living`, `is_counted`.
 

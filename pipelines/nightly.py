@@ -460,8 +460,9 @@ def entitled(v: Validated, keys: pl.LazyFrame, paid_elsewhere: pl.LazyFrame, cfg
     # the checkpoint holds what entitle adds, row by row in the valid residents' order, set
     # beside them when read: the residents' own columns (the names, the widest) are not encoded
     # again (the sink: 1.0-1.2 CPU-s against 3.0-3.9 on a 3.3M-resident shard, benchmarks/RESULTS.md)
-    added = steps.sink(annotated.select(entitle.ADDED_COLUMNS), work / "03_entitle" / "members.parquet")
-    members = pl.concat([v.valid_residents, added], how="horizontal").select(annotated.collect_schema().names())
+    names, own = annotated.collect_schema().names(), v.valid_residents.collect_schema()
+    added = steps.sink(annotated.select(c for c in names if c not in own), work / "03_entitle" / "members.parquet")
+    members = pl.concat([v.valid_residents, added], how="horizontal").select(names)
     # households and payees from one pass over the members, into one checkpoint
     both = steps.sink(entitle.households_with_payees(members, cfg.benefit), work / "03_entitle" / "households.parquet")
     households = both.drop(entitle.PAYEE_COLUMNS)

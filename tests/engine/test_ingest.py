@@ -24,8 +24,7 @@ def test_checksums_read_in_parallel_are_each_files_own_in_file_order(tmp_path: P
         path.write_bytes(os.urandom(size))
         files.append(path)
     source = ingest.Source("transactions", folder, tuple(files))
-    expected = [{"path": str(p), "bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
-                for p in files]
+    expected = _hashed(source)
     assert _checksums(source, readers=4) == expected
     assert _checksums(source, readers=1) == expected
     single = ingest.Source("services", files[1], (files[1],))
