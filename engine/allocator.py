@@ -9,9 +9,13 @@ allocations are fresh pages that the kernel must fault in and zero: on the 10M n
 `/usr/bin/time -v` counted 17-18 million minor page faults and 77-86 s of system time, a
 quarter of the night's CPU.
 
-NIGHT keeps freed pages for 5 s before returning them, so that the next queries reuse them:
-on the 10M night, alternated with Polars' setting, 7 million faults instead of 18 million and
-111 s wall instead of 138 s (benchmarks/RESULTS.md, "Polars' allocator").
+NIGHT keeps freed pages for 30 s before returning them, so that the next queries reuse them.
+First 5 s: on the 10M night, alternated with Polars' setting, 7 million faults instead of 18
+million and 111 s wall instead of 138 s (benchmarks/RESULTS.md, "Polars' allocator"). Then
+30 s, on a later engine: alternated with 5 s, 3.7-3.9 million faults instead of 6.5-6.7
+million, 25-27 s of system time instead of 38-39, 212 CPU-s instead of 228 (medians), for
+1.1 GB more peak RSS (7.4 GB against 6.4); 120 s saved little more (benchmarks/RESULTS.md,
+"Freed memory kept 30 s").
 
 It leaves transparent huge pages to the kernel's policy. Asking jemalloc for them
 (`thp:always`) was about even on the first machine measured and costly on the next one: there
@@ -31,7 +35,7 @@ import os
 import sys
 
 VARIABLE = "_RJEM_MALLOC_CONF"
-NIGHT = "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:5000"
+NIGHT = "background_thread:true,dirty_decay_ms:30000,muzzy_decay_ms:30000"
 POLARS_SETTING = "dirty_decay_ms:500,muzzy_decay_ms:1000"  # polars/__init__.py, Polars 2.1.0
 
 

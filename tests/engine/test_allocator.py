@@ -34,8 +34,8 @@ def test_polars_jemalloc_reads_the_setting() -> None:
     code = ("from engine import allocator; allocator.NIGHT += ',stats_print:true'; "
             "assert allocator.configure(); import polars as pl; pl.DataFrame({'a': [1, 2]}).sum()")
     done = _python(code, _env())
-    assert "opt.dirty_decay_ms: 5000" in done.stderr
-    assert "opt.muzzy_decay_ms: 5000" in done.stderr
+    assert "opt.dirty_decay_ms: 30000" in done.stderr
+    assert "opt.muzzy_decay_ms: 30000" in done.stderr
     if Path("/sys/kernel/mm/transparent_hugepage/enabled").exists():  # else jemalloc reports "not supported"
         assert 'opt.thp: "default"' in done.stderr  # huge pages as the kernel's policy has them
     # without it, Polars' own setting (what NIGHT replaces)
