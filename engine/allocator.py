@@ -14,8 +14,9 @@ First 5 s: on the 10M night, alternated with Polars' setting, 7 million faults i
 million and 111 s wall instead of 138 s (benchmarks/RESULTS.md, "Polars' allocator"). Then
 30 s, on a later engine: alternated with 5 s, 3.7-3.9 million faults instead of 6.5-6.7
 million, 25-27 s of system time instead of 38-39, 212 CPU-s instead of 228 (medians), for
-1.1 GB more peak RSS (7.4 GB against 6.4); 120 s saved little more (benchmarks/RESULTS.md,
-"Freed memory kept 30 s").
+1.1 GB more peak RSS (7.4 GB against 6.4); 120 s saved little more. The national night's peak,
+where freed pages sit beside the person-key pass's NumPy arrays (which jemalloc cannot reuse),
+rose from 12.26 to 12.67 GB, within its 16 GB (benchmarks/RESULTS.md, "Freed memory kept 30 s").
 
 It leaves transparent huge pages to the kernel's policy. Asking jemalloc for them
 (`thp:always`) was about even on the first machine measured and costly on the next one: there
